@@ -1,0 +1,694 @@
+"""Typed queries. The rest of keynews talks to the database only through this module.
+
+Every write that must not half-happen (an item with its tickers and matches, a digest window with
+its outbox row and match links) is one transaction here, so callers cannot get it wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from daemon.models import Explanation, FetchResult, Item, Match, PriceEvent, Quote, Severity, SourceSpec
+from daemon.store.tables import (
+    ItemRow,
+    ItemTicker,
+    MatchRow,
+    Meta,
+    Outbox,
+    OutboxMatch,
+    PriceEventRow,
+    QuoteRow,
+    Source,
+    Subscriber,
+    Subscription,
+)
+
+
+def source_key(spec: SourceSpec) -> str:
+    return f"{spec.id}:{spec.ticker}" if spec.ticker else spec.id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMatch:
+    """A match joined with its item, as digests need it."""
+
+    match_id: int
+    rule_id: str
+    rule_title: str
+    ticker: str
+    category: str
+    severity: Severity
+    explanations: tuple[Explanation, ...]
+    created_at: datetime
+    item_id: int | None
+    cluster_id: str
+    title: str
+    url: str
+    source_label: str
+    summary: str
+    published_at: datetime
+    price_metrics: dict[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberView:
+    id: int
+    email: str
+    status: str
+    frequency: str
+    tz: str
+    send_time: str
+    weekly_day: int
+    quiet_start: str | None
+    quiet_end: str | None
+    nothing_new: str
+    created_at: datetime
+    tickers: dict[str, tuple[frozenset[str], int]]  # ticker -> (categories or empty = all, min severity)
+
+
+def _explanations_json(explanations: Iterable[Explanation]) -> str:
+    return json.dumps([e.as_dict() for e in explanations], ensure_ascii=False)
+
+
+def _explanations_from(raw: str) -> tuple[Explanation, ...]:
+    out = []
+    for d in json.loads(raw or "[]"):
+        out.append(
+            Explanation(
+                rule_id=str(d.get("rule", "")),
+                field=str(d.get("field", "")),
+                text=str(d.get("text", "")),
+                start=int(d.get("start", -1)),
+                end=int(d.get("end", -1)),
+            )
+        )
+    return tuple(out)
+
+
+class Repo:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ---- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            if row is None:
+                s.add(Meta(key=key, value=value))
+            else:
+                row.value = value
+            s.commit()
+
+    def secret_key(self) -> str:
+        """The signing secret: generated once and kept, so links in old mail stay valid."""
+        existing = self.get_meta("secret_key")
+        if existing:
+            return existing
+        candidate = secrets.token_urlsafe(32)
+        try:
+            with self.session() as s:
+                s.add(Meta(key="secret_key", value=candidate))
+                s.commit()
+        except IntegrityError:
+            pass
+        return self.get_meta("secret_key") or candidate
+
+    # ---- sources ----------------------------------------------------------------------------
+    def sync_sources(self, specs: Sequence[SourceSpec], now: datetime) -> None:
+        """Make the source table follow sources.yaml; keep poll state of unchanged URLs."""
+        with self.session() as s:
+            existing = {row.id: row for row in s.execute(select(Source)).scalars()}
+            for spec in specs:
+                key = source_key(spec)
+                row = existing.get(key)
+                if row is None:
+                    s.add(Source(id=key, spec_id=spec.id, url=spec.url, ticker=spec.ticker, next_due_at=now))
+                elif row.url != spec.url:
+                    row.url = spec.url
+                    row.etag = None
+                    row.last_modified = None
+                    row.next_due_at = now
+            s.commit()
+
+    def get_source(self, key: str) -> Source | None:
+        with self.session() as s:
+            return s.get(Source, key)
+
+    def list_sources(self) -> list[Source]:
+        with self.session() as s:
+            return list(s.execute(select(Source).order_by(Source.id)).scalars())
+
+    def due_sources(self, now: datetime, keys: Iterable[str] | None = None) -> list[Source]:
+        stmt = select(Source).where(Source.next_due_at <= now)
+        if keys is not None:
+            stmt = stmt.where(Source.id.in_(list(keys)))
+        with self.session() as s:
+            return list(s.execute(stmt.order_by(Source.next_due_at)).scalars())
+
+    def record_poll(
+        self,
+        key: str,
+        result: FetchResult,
+        *,
+        now: datetime,
+        next_due_at: datetime,
+        error: str | None,
+        new_items: int,
+    ) -> None:
+        with self.session() as s:
+            row = s.get(Source, key)
+            if row is None:
+                return
+            row.last_polled_at = now
+            row.last_status = result.status
+            row.next_due_at = next_due_at
+            if error:
+                row.failures += 1
+                row.last_error = error[:2000]
+            else:
+                row.failures = 0
+                row.last_error = None
+                row.last_ok_at = now
+                if result.status == 304:
+                    row.etag = result.etag or row.etag
+                    row.last_modified = result.last_modified or row.last_modified
+                else:
+                    row.etag = result.etag
+                    row.last_modified = result.last_modified
+            row.items_total += new_items
+            s.commit()
+
+    # ---- items ------------------------------------------------------------------------------
+    def known_uids(self, uids: Sequence[str]) -> set[str]:
+        if not uids:
+            return set()
+        with self.session() as s:
+            rows = s.execute(select(ItemRow.uid).where(ItemRow.uid.in_(list(uids))))
+            return set(rows.scalars())
+
+    def recent_stories(self, since: datetime) -> list[tuple[str, str, tuple[str, ...], datetime]]:
+        """(cluster id, title, tickers, published) of recent items, for near-duplicate folding."""
+        with self.session() as s:
+            items = s.execute(
+                select(ItemRow.id, ItemRow.cluster_id, ItemRow.title, ItemRow.published_at).where(
+                    ItemRow.fetched_at >= since
+                )
+            ).all()
+            ids = [r[0] for r in items]
+            tickers: dict[int, list[str]] = {}
+            for chunk_start in range(0, len(ids), 500):
+                chunk = ids[chunk_start : chunk_start + 500]
+                for item_id, ticker in s.execute(
+                    select(ItemTicker.item_id, ItemTicker.ticker).where(ItemTicker.item_id.in_(chunk))
+                ).all():
+                    tickers.setdefault(item_id, []).append(ticker)
+        return [(r[1], r[2], tuple(sorted(tickers.get(r[0], []))), r[3]) for r in items]
+
+    def store_item(self, item: Item, *, cluster_id: str, matches: Sequence[Match], now: datetime) -> int | None:
+        """Insert an item with its tickers and matches in one transaction; None if already stored."""
+        with self.session() as s:
+            row = ItemRow(
+                uid=item.uid,
+                source_id=item.source_id,
+                source_label=item.source_label,
+                url=item.url,
+                guid=item.guid,
+                title=item.title,
+                summary=item.summary,
+                published_at=item.published_at,
+                fetched_at=now,
+                cluster_id=cluster_id,
+                form=item.form,
+                filing_items=",".join(item.filing_items),
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                s.rollback()
+                return None
+            assert row.id is not None
+            for ticker in item.tickers:
+                s.add(ItemTicker(item_id=row.id, ticker=ticker))
+            seen: set[tuple[str, str]] = set()
+            for m in matches:
+                if (m.rule_id, m.ticker) in seen:
+                    continue
+                seen.add((m.rule_id, m.ticker))
+                s.add(
+                    MatchRow(
+                        item_id=row.id,
+                        rule_id=m.rule_id,
+                        rule_title=m.rule_title,
+                        ticker=m.ticker,
+                        category=m.category,
+                        severity=int(m.severity),
+                        explanation=_explanations_json(m.explanations),
+                        created_at=now,
+                    )
+                )
+            s.commit()
+            return row.id
+
+    def items_since(self, since: datetime) -> list[Item]:
+        with self.session() as s:
+            rows = list(s.execute(select(ItemRow).where(ItemRow.fetched_at >= since)).scalars())
+            tick: dict[int, list[str]] = {}
+            for item_id, ticker in s.execute(select(ItemTicker.item_id, ItemTicker.ticker)).all():
+                tick.setdefault(item_id, []).append(ticker)
+        return [
+            Item(
+                uid=r.uid,
+                source_id=r.source_id,
+                url=r.url,
+                title=r.title,
+                summary=r.summary,
+                published_at=r.published_at,
+                guid=r.guid,
+                form=r.form,
+                filing_items=tuple(x for x in r.filing_items.split(",") if x),
+                tickers=tuple(sorted(tick.get(r.id or 0, []))),
+                source_label=r.source_label,
+            )
+            for r in rows
+        ]
+
+    def count(self, table: type) -> int:
+        with self.session() as s:
+            return int(s.execute(select(func.count()).select_from(table)).one()[0])
+
+    # ---- prices -----------------------------------------------------------------------------
+    def store_quotes(self, quotes: Sequence[Quote]) -> int:
+        """Insert or refresh bars; returns how many were new."""
+        new = 0
+        with self.session() as s:
+            for q in quotes:
+                row = s.execute(
+                    select(QuoteRow).where(QuoteRow.ticker == q.ticker, QuoteRow.at == q.at, QuoteRow.daily == q.daily)
+                ).scalar_one_or_none()
+                if row is None:
+                    s.add(
+                        QuoteRow(
+                            ticker=q.ticker,
+                            at=q.at,
+                            daily=q.daily,
+                            open=q.open,
+                            high=q.high,
+                            low=q.low,
+                            close=q.close,
+                            volume=q.volume,
+                        )
+                    )
+                    new += 1
+                else:
+                    row.open, row.high, row.low, row.close, row.volume = (
+                        q.open,
+                        q.high,
+                        q.low,
+                        q.close,
+                        q.volume,
+                    )
+            s.commit()
+        return new
+
+    def quote_history(self, ticker: str, *, limit: int = 300) -> list[Quote]:
+        """Daily bars, oldest first."""
+        with self.session() as s:
+            rows = list(
+                s.execute(
+                    select(QuoteRow)
+                    .where(QuoteRow.ticker == ticker, QuoteRow.daily.is_(True))
+                    .order_by(QuoteRow.at.desc())
+                    .limit(limit)
+                ).scalars()
+            )
+        rows.reverse()
+        return [
+            Quote(ticker=r.ticker, at=r.at, close=r.close, open=r.open, high=r.high, low=r.low, volume=r.volume)
+            for r in rows
+        ]
+
+    def store_price_event(self, event: PriceEvent, matches: Sequence[Match], now: datetime) -> int:
+        with self.session() as s:
+            row = PriceEventRow(
+                ticker=event.ticker, at=event.at, window=event.window, metrics=json.dumps(dict(event.metrics))
+            )
+            s.add(row)
+            s.flush()
+            assert row.id is not None
+            for m in matches:
+                s.add(
+                    MatchRow(
+                        price_event_id=row.id,
+                        rule_id=m.rule_id,
+                        rule_title=m.rule_title,
+                        ticker=m.ticker or event.ticker,
+                        category=m.category,
+                        severity=int(m.severity),
+                        explanation=_explanations_json(m.explanations),
+                        created_at=now,
+                    )
+                )
+            s.commit()
+            return row.id
+
+    # ---- subscribers ------------------------------------------------------------------------
+    def add_subscriber(
+        self,
+        email: str,
+        tickers: Sequence[str],
+        *,
+        now: datetime,
+        frequency: str = "daily",
+        tz: str = "UTC",
+        send_time: str = "07:00",
+        status: str = "active",
+        categories: Sequence[str] = (),
+        min_severity: int = 1,
+        quiet_start: str | None = None,
+        quiet_end: str | None = None,
+        nothing_new: str = "skip",
+        weekly_day: int = 0,
+    ) -> int:
+        """Create or update a subscriber; its ticker list is replaced by `tickers`."""
+        email = email.strip().lower()
+        with self.session() as s:
+            sub = s.execute(select(Subscriber).where(Subscriber.email == email)).scalar_one_or_none()
+            if sub is None:
+                sub = Subscriber(email=email, created_at=now)
+                s.add(sub)
+            sub.frequency = frequency
+            sub.tz = tz
+            sub.send_time = send_time
+            sub.status = status
+            sub.quiet_start = quiet_start
+            sub.quiet_end = quiet_end
+            sub.nothing_new = nothing_new
+            sub.weekly_day = weekly_day
+            if status == "active":
+                sub.hard_failures = 0
+                sub.confirmed_at = sub.confirmed_at or now
+            s.flush()
+            assert sub.id is not None
+            s.execute(delete(Subscription).where(Subscription.subscriber_id == sub.id))
+            for t in dict.fromkeys(x.strip().upper() for x in tickers if x.strip()):
+                s.add(
+                    Subscription(
+                        subscriber_id=sub.id,
+                        ticker=t,
+                        categories=",".join(categories),
+                        min_severity=min_severity,
+                    )
+                )
+            s.commit()
+            return sub.id
+
+    def remove_subscriber(self, email: str) -> bool:
+        with self.session() as s:
+            sub = s.execute(select(Subscriber).where(Subscriber.email == email.strip().lower())).scalar_one_or_none()
+            if sub is None:
+                return False
+            s.delete(sub)
+            s.commit()
+            return True
+
+    def set_subscriber_status(self, subscriber_id: int, status: str) -> None:
+        with self.session() as s:
+            s.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(status=status))
+            s.commit()
+
+    def subscribers(self, *, status: str | None = None, email: str | None = None) -> list[SubscriberView]:
+        stmt = select(Subscriber).order_by(Subscriber.email)
+        if status:
+            stmt = stmt.where(Subscriber.status == status)
+        if email:
+            stmt = stmt.where(Subscriber.email == email.strip().lower())
+        with self.session() as s:
+            subs = list(s.execute(stmt).scalars())
+            subs_by_id: dict[int, dict[str, tuple[frozenset[str], int]]] = {sub.id: {} for sub in subs if sub.id}
+            for row in s.execute(select(Subscription)).scalars():
+                if row.subscriber_id in subs_by_id:
+                    cats = frozenset(c for c in row.categories.split(",") if c)
+                    subs_by_id[row.subscriber_id][row.ticker] = (cats, row.min_severity)
+        return [
+            SubscriberView(
+                id=sub.id or 0,
+                email=sub.email,
+                status=sub.status,
+                frequency=sub.frequency,
+                tz=sub.tz,
+                send_time=sub.send_time,
+                weekly_day=sub.weekly_day,
+                quiet_start=sub.quiet_start,
+                quiet_end=sub.quiet_end,
+                nothing_new=sub.nothing_new,
+                created_at=sub.created_at,
+                tickers=subs_by_id.get(sub.id or 0, {}),
+            )
+            for sub in subs
+        ]
+
+    def record_bounce(self, subscriber_id: int, error: str, *, limit: int) -> bool:
+        """Count a permanent failure; returns True when the address is now marked bounced."""
+        with self.session() as s:
+            sub = s.get(Subscriber, subscriber_id)
+            if sub is None:
+                return False
+            sub.hard_failures += 1
+            sub.last_error = error[:2000]
+            if sub.hard_failures >= limit:
+                sub.status = "bounced"
+            s.commit()
+            return sub.status == "bounced"
+
+    # ---- digest selection --------------------------------------------------------------------
+    def pending_matches(
+        self, subscriber_id: int, tickers: Sequence[str], *, since: datetime, kind: str, min_severity: int = 1
+    ) -> list[StoredMatch]:
+        """Matches on these tickers not yet sent to this subscriber in mail of this kind."""
+        if not tickers:
+            return []
+        sent = exists().where(
+            and_(
+                OutboxMatch.match_id == MatchRow.id,
+                OutboxMatch.subscriber_id == subscriber_id,
+                OutboxMatch.kind == kind,
+            )
+        )
+        stmt = (
+            select(MatchRow, ItemRow, PriceEventRow)
+            .join(ItemRow, ItemRow.id == MatchRow.item_id, isouter=True)
+            .join(PriceEventRow, PriceEventRow.id == MatchRow.price_event_id, isouter=True)
+            .where(
+                MatchRow.ticker.in_(list(tickers)),
+                MatchRow.created_at >= since,
+                MatchRow.severity >= min_severity,
+                ~sent,
+            )
+            .order_by(MatchRow.id)
+        )
+        out: list[StoredMatch] = []
+        with self.session() as s:
+            for m, it, pe in s.execute(stmt).all():
+                metrics = json.loads(pe.metrics) if pe is not None else None
+                out.append(
+                    StoredMatch(
+                        match_id=m.id,
+                        rule_id=m.rule_id,
+                        rule_title=m.rule_title,
+                        ticker=m.ticker,
+                        category=m.category,
+                        severity=Severity(m.severity),
+                        explanations=_explanations_from(m.explanation),
+                        created_at=m.created_at,
+                        item_id=m.item_id,
+                        cluster_id=it.cluster_id if it is not None else f"price:{m.price_event_id}",
+                        title=it.title if it is not None else m.rule_title,
+                        url=it.url if it is not None else "",
+                        source_label=(it.source_label or it.source_id) if it is not None else "prices",
+                        summary=it.summary if it is not None else "",
+                        published_at=it.published_at if it is not None else (pe.at if pe is not None else m.created_at),
+                        price_metrics=metrics,
+                    )
+                )
+        return out
+
+    def cluster_sources(self, cluster_ids: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """cluster id -> [(source label, url, title)] of every item telling that story."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        ids = [c for c in dict.fromkeys(cluster_ids) if not c.startswith("price:")]
+        with self.session() as s:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = s.execute(
+                    select(
+                        ItemRow.cluster_id,
+                        ItemRow.source_label,
+                        ItemRow.source_id,
+                        ItemRow.url,
+                        ItemRow.title,
+                    )
+                    .where(ItemRow.cluster_id.in_(chunk))
+                    .order_by(ItemRow.id)
+                ).all()
+                for cid, label, sid, url, title in rows:
+                    out.setdefault(cid, []).append((label or sid, url, title))
+        return out
+
+    def has_window(self, subscriber_id: int, window_key: str) -> bool:
+        with self.session() as s:
+            row = s.execute(
+                select(Outbox.id).where(Outbox.subscriber_id == subscriber_id, Outbox.window_key == window_key)
+            ).first()
+            return row is not None
+
+    def windows_of(self, subscriber_id: int) -> set[str]:
+        with self.session() as s:
+            return set(s.execute(select(Outbox.window_key).where(Outbox.subscriber_id == subscriber_id)).scalars())
+
+    # ---- outbox -----------------------------------------------------------------------------
+    def close_window(
+        self,
+        *,
+        subscriber_id: int,
+        window_key: str,
+        kind: str,
+        message_id: str,
+        subject: str,
+        raw: bytes,
+        match_ids: Sequence[int],
+        now: datetime,
+        status: str = "queued",
+    ) -> int | None:
+        """Insert the outbox row and its match links in one transaction.
+
+        Returns None when the window was already closed (by another process, or an earlier run):
+        the unique (subscriber, window) constraint is what makes a digest impossible to double.
+        """
+        link_kind = "alert" if kind == "alert" else "digest"
+        with self.session() as s:
+            row = Outbox(
+                subscriber_id=subscriber_id,
+                window_key=window_key,
+                kind=kind,
+                message_id=message_id,
+                subject=subject,
+                status=status,
+                next_attempt_at=now,
+                created_at=now,
+                raw=raw,
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                s.rollback()
+                return None
+            assert row.id is not None
+            for mid in dict.fromkeys(match_ids):
+                s.add(OutboxMatch(outbox_id=row.id, match_id=mid, subscriber_id=subscriber_id, kind=link_kind))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return None
+            return row.id
+
+    def claim_outbox(self, now: datetime, *, lease: timedelta, limit: int) -> list[Outbox]:
+        """Take due rows for sending. A row whose lease ran out (its sender died) is due again."""
+        due = or_(
+            and_(Outbox.status == "queued", Outbox.next_attempt_at <= now),
+            and_(Outbox.status == "sending", Outbox.lease_until <= now),
+        )
+        with self.session() as s:
+            stmt = select(Outbox).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+            if self.is_postgres:
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list(s.execute(stmt).scalars())
+            if not self.is_postgres and rows:
+                # SQLite has one writer: take the rows with a guarded update so two senders never
+                # both win the same row.
+                claimed = []
+                for r in rows:
+                    res = s.execute(
+                        update(Outbox)
+                        .where(Outbox.id == r.id, Outbox.status == r.status, Outbox.attempts == r.attempts)
+                        .values(status="sending", lease_until=now + lease, attempts=r.attempts + 1)
+                    )
+                    if res.rowcount == 1:
+                        claimed.append(r.id)
+                s.commit()
+                if not claimed:
+                    return []
+                return list(s.execute(select(Outbox).where(Outbox.id.in_(claimed)).order_by(Outbox.id)).scalars())
+            for r in rows:
+                r.status = "sending"
+                r.lease_until = now + lease
+                r.attempts += 1
+            s.commit()
+            return rows
+
+    def mark_sent(self, outbox_id: int, now: datetime) -> None:
+        with self.session() as s:
+            s.execute(
+                update(Outbox)
+                .where(Outbox.id == outbox_id)
+                .values(status="sent", sent_at=now, lease_until=None, last_error=None)
+            )
+            s.commit()
+
+    def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
+        with self.session() as s:
+            s.execute(
+                update(Outbox)
+                .where(Outbox.id == outbox_id)
+                .values(
+                    status="queued",
+                    next_attempt_at=next_attempt_at,
+                    lease_until=None,
+                    last_error=error[:2000],
+                )
+            )
+            s.commit()
+
+    def mark_failed(self, outbox_id: int, error: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(Outbox)
+                .where(Outbox.id == outbox_id)
+                .values(status="failed", lease_until=None, last_error=error[:2000])
+            )
+            s.commit()
+
+    def outbox_rows(self, *, status: str | None = None) -> list[Outbox]:
+        stmt = select(Outbox).order_by(Outbox.id)
+        if status:
+            stmt = stmt.where(Outbox.status == status)
+        with self.session() as s:
+            return list(s.execute(stmt).scalars())
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Outbox.status, func.count()).group_by(Outbox.status)).all()
+            return {status: int(n) for status, n in rows}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
