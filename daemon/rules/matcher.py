@@ -1,0 +1,490 @@
+"""Compiled matching: one Aho-Corasick pass and one RE2 set scan per field, then only hit rules.
+
+The cost per item is therefore roughly independent of the number of rules: every phrase of
+every rule lives in one automaton, every regex in one RE2 set per text field, and boolean trees
+are evaluated only for rules whose literals hit (plus the few rules that need no literal).
+Explanation spans (the only per-rule regex runs) are computed for rules that fired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ahocorasick
+import re2
+
+from daemon.models import Explanation, Item, Match, PriceEvent
+
+from . import conditions as c
+from .loader import Source, normalize_form, parse_sources, re2_options, read_sources, regex_for_matching
+from .rule import Rule
+from .textnorm import collapse, is_nospace_script, lower_same_length, to_original
+
+_MAX_EXPLAIN_PER_LEAF = 3
+
+
+class _ItemCtx:
+    """What one item looks like to the rule trees: hit literals per field, plus the item."""
+
+    __slots__ = ("item", "low", "sc", "sh", "srx", "tc", "th", "trx")
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+        self.tc = collapse(item.title)
+        self.sc = collapse(item.summary)
+        self.th: dict[int, int] = {}  # phrase id -> start in collapsed title
+        self.sh: dict[int, int] = {}
+        self.trx: set[int] = set()  # regex ids found in the title
+        self.srx: set[int] = set()
+        self.low = ""
+
+
+Pred = Callable[[Any], bool]
+
+
+def _form_matches(patterns: tuple[str, ...], form: str | None) -> bool:
+    """'8-K' matches 8-K and its amendments (8-K/A); '424B*' is a prefix; '8-K/A' only amendments."""
+    if not form:
+        return False
+    f = normalize_form(form)
+    for p in patterns:
+        if p.endswith("*"):
+            if f.startswith(p[:-1]):
+                return True
+        elif f == p or f.startswith(p + "/"):
+            return True
+    return False
+
+
+def _url_has_phrase(url: str, phrase: str) -> int:
+    low = url.lower()
+    i = low.find(phrase)
+    while i >= 0:
+        j = i + len(phrase)
+        if _bounded(low, i, j):
+            return i
+        i = low.find(phrase, i + 1)
+    return -1
+
+
+def _word(ch: str) -> bool:
+    return (ch.isalnum() or ch == "_") and not is_nospace_script(ch)
+
+
+def _bounded(text: str, start: int, end: int) -> bool:
+    if start > 0 and _word(text[start]) and _word(text[start - 1]):
+        return False
+    return not (end < len(text) and _word(text[end - 1]) and _word(text[end]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: Rule
+    when: Pred
+    unless: Pred | None
+    gated: bool
+
+
+class RuleSet:
+    """An immutable, compiled set of rules; build a new one to change rules."""
+
+    def __init__(self, rules: Sequence[Rule], version: str = "") -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.version = (
+            version
+            or hashlib.sha256("\n".join(f"{r.path}:{r.line}:{r.id}" for r in self.rules).encode()).hexdigest()[:16]
+        )
+        self._by_id = {r.id: r for r in self.rules}
+        self._phrase_ids: dict[str, int] = {}
+        self._regex_ids: dict[str, int] = {}
+        self._regex_fields: dict[int, set[str]] = {}
+        self._url_regex: dict[str, Any] = {}
+        item_rules = [r for r in self.rules if not r.is_price]
+        self._price_rules = tuple(r for r in self.rules if r.is_price)
+        for r in item_rules:
+            for tree in (r.when, r.unless):
+                if tree is not None:
+                    self._collect(tree)
+        self._build_automaton()
+        self._tset, self._tset_ids = self._build_set(("headline", "text"))
+        self._sset, self._sset_ids = self._build_set(("summary", "text"))
+        self._single: dict[int, Any] = {
+            rid: re2.compile(regex_for_matching(p), re2_options()) for p, rid in self._regex_ids.items()
+        }
+        self._compiled: list[_Compiled] = []
+        self._leaf_pred: dict[c.Node, Pred] = {}
+        lit_rules: dict[tuple[str, int], list[int]] = {}
+        always: list[int] = []
+        for r in item_rules:
+            assert r.when is not None
+            idx = len(self._compiled)
+            gated = c.requires_literal(r.when)
+            self._compiled.append(_Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, gated))
+            if not gated:
+                always.append(idx)
+                continue
+            for node in c.walk(r.when):
+                if isinstance(node, c.Phrases):
+                    keys = [("p", self._phrase_ids[p]) for p in node.phrases]
+                elif isinstance(node, c.AllWords):
+                    keys = [("p", self._phrase_ids[w]) for w in node.words]
+                elif isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
+                    keys = [("r", self._regex_ids[p]) for p in node.patterns]
+                else:
+                    continue
+                for k in keys:
+                    lst = lit_rules.setdefault(k, [])
+                    if not lst or lst[-1] != idx:
+                        lst.append(idx)
+        self._by_phrase = {pid: tuple(v) for (kind, pid), v in lit_rules.items() if kind == "p"}
+        self._by_regex = {rid: tuple(v) for (kind, rid), v in lit_rules.items() if kind == "r"}
+        self._always = tuple(always)
+        self._price_compiled = [
+            _Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, False)
+            for r in self._price_rules
+            if r.when is not None
+        ]
+
+    # ------------------------------------------------------------ compile
+
+    def _collect(self, tree: c.Node) -> None:
+        for node in c.walk(tree):
+            if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
+                words = node.phrases if isinstance(node, c.Phrases) else node.words
+                for p in words:
+                    self._phrase_ids.setdefault(p, len(self._phrase_ids))
+            elif isinstance(node, c.Regex):
+                if node.field in c.TEXT_FIELDS:
+                    for p in node.patterns:
+                        rid = self._regex_ids.setdefault(p, len(self._regex_ids))
+                        self._regex_fields.setdefault(rid, set()).add(node.field)
+                else:
+                    for p in node.patterns:
+                        self._url_regex.setdefault(p, re2.compile(regex_for_matching(p), re2_options()))
+
+    def _build_automaton(self) -> None:
+        self._auto: Any = None
+        if not self._phrase_ids:
+            return
+        a = ahocorasick.Automaton()
+        for phrase, pid in self._phrase_ids.items():
+            # Boundaries are only asked where the phrase edge is itself a word character.
+            a.add_word(phrase, (pid, len(phrase), _word(phrase[0]), _word(phrase[-1])))
+        a.make_automaton()
+        self._auto = a
+
+    def _build_set(self, fields: tuple[str, ...]) -> tuple[Any, list[int]]:
+        ids = [rid for p, rid in self._regex_ids.items() if self._regex_fields[rid] & set(fields)]
+        if not ids:
+            return None, []
+        s = re2.Set.SearchSet(re2_options())
+        patterns = {rid: p for p, rid in self._regex_ids.items()}
+        for rid in ids:
+            s.Add(regex_for_matching(patterns[rid]))
+        s.Compile()
+        return s, ids
+
+    def _pred(self, node: c.Node) -> Pred:
+        pred = self._make_pred(node)
+        if not isinstance(node, c.All | c.Any_ | c.Not):
+            self._leaf_pred[node] = pred
+        return pred
+
+    def _make_pred(self, node: c.Node) -> Pred:
+        if isinstance(node, c.All):
+            kids = tuple(self._pred(k) for k in node.children)
+            return lambda x: all(k(x) for k in kids)
+        if isinstance(node, c.Any_):
+            kids = tuple(self._pred(k) for k in node.children)
+            return lambda x: any(k(x) for k in kids)
+        if isinstance(node, c.Not):
+            inner = self._pred(node.child)
+            return lambda x: not inner(x)
+        if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
+            words = node.phrases if isinstance(node, c.Phrases) else node.words
+            pids = frozenset(self._phrase_ids[p] for p in words)
+            if isinstance(node, c.AllWords):
+                if node.field == "headline":
+                    return lambda x: all(p in x.th for p in pids)
+                if node.field == "summary":
+                    return lambda x: all(p in x.sh for p in pids)
+                return lambda x: all(p in x.th or p in x.sh for p in pids)
+            if node.field == "headline":
+                return lambda x: not x.th.keys().isdisjoint(pids)
+            if node.field == "summary":
+                return lambda x: not x.sh.keys().isdisjoint(pids)
+            return lambda x: not (x.th.keys().isdisjoint(pids) and x.sh.keys().isdisjoint(pids))
+        if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
+            rids = frozenset(self._regex_ids[p] for p in node.patterns)
+            if node.field == "headline":
+                return lambda x: not rids.isdisjoint(x.trx)
+            if node.field == "summary":
+                return lambda x: not rids.isdisjoint(x.srx)
+            return lambda x: not (rids.isdisjoint(x.trx) and rids.isdisjoint(x.srx))
+        if isinstance(node, c.Phrases | c.AllWords):  # url
+            words = node.phrases if isinstance(node, c.Phrases) else node.words
+            if isinstance(node, c.AllWords):
+                return lambda x: all(_url_has_phrase(x.item.url, w) >= 0 for w in words)
+            return lambda x: any(_url_has_phrase(x.item.url, w) >= 0 for w in words)
+        if isinstance(node, c.Regex):  # url
+            pats = tuple(self._url_regex[p] for p in node.patterns)
+            return lambda x: any(p.search(x.item.url) is not None for p in pats)
+        if isinstance(node, c.InSet):
+            vals = node.values
+            if node.field == "source":
+                return lambda x: x.item.source_id in vals
+            if node.field == "url":
+                return lambda x: x.item.url in vals
+            return lambda x: not vals.isdisjoint(x.item.tickers)
+        if isinstance(node, c.Filing):
+            forms, items = node.forms, node.items
+
+            def filing(x: _ItemCtx) -> bool:
+                if forms and not _form_matches(forms, x.item.form):
+                    return False
+                return not items or not items.isdisjoint(i.strip() for i in x.item.filing_items)
+
+            return filing
+        if isinstance(node, c.Price):
+            comps, window = node.comparisons, node.window
+
+            def price(ev: PriceEvent) -> bool:
+                if window is not None and (ev.window or "").strip().lower() != window:
+                    return False
+                for cmp in comps:
+                    v = ev.metrics.get(cmp.metric)
+                    if v is None or not c.compare(cmp.op, float(v), cmp.value):
+                        return False
+                return True
+
+            return price
+        raise TypeError(f"unknown condition {node!r}")  # pragma: no cover
+
+    # ------------------------------------------------------------ evaluate
+
+    def _scan(self, x: _ItemCtx) -> None:
+        tlen = len(x.tc)
+        low = lower_same_length(x.tc + "\n" + x.sc)
+        x.low = low
+        if self._auto is not None:
+            th, sh = x.th, x.sh
+            n = len(low)
+            for end, (pid, plen, lw, rw) in self._auto.iter(low):
+                in_title = end < tlen
+                d = th if in_title else sh
+                if pid in d:
+                    continue
+                start = end - plen + 1
+                if lw and start > 0:
+                    ch = low[start - 1]
+                    if (ch.isalnum() or ch == "_") and not is_nospace_script(ch):
+                        continue
+                if rw and end + 1 < n:
+                    ch = low[end + 1]
+                    if (ch.isalnum() or ch == "_") and not is_nospace_script(ch):
+                        continue
+                d[pid] = start if in_title else start - tlen - 1
+        if self._tset is not None and x.tc:
+            ids = self._tset_ids
+            x.trx = {ids[i] for i in self._tset.Match(x.tc) or ()}
+        if self._sset is not None and x.sc:
+            ids = self._sset_ids
+            x.srx = {ids[i] for i in self._sset.Match(x.sc) or ()}
+
+    def _fired(self, item: Item) -> tuple[_ItemCtx, list[_Compiled]]:
+        x = _ItemCtx(item)
+        self._scan(x)
+        cand: set[int] = set(self._always)
+        bp, br = self._by_phrase, self._by_regex
+        for pid in x.th:
+            r = bp.get(pid)
+            if r:
+                cand.update(r)
+        for pid in x.sh:
+            r = bp.get(pid)
+            if r:
+                cand.update(r)
+        for rid in x.trx:
+            r = br.get(rid)
+            if r:
+                cand.update(r)
+        for rid in x.srx:
+            r = br.get(rid)
+            if r:
+                cand.update(r)
+        fired: list[_Compiled] = []
+        compiled = self._compiled
+        for i in sorted(cand):
+            cr = compiled[i]
+            if cr.when(x) and (cr.unless is None or not cr.unless(x)):
+                fired.append(cr)
+        return x, fired
+
+    def match_item(self, item: Item, *, ignore_scope: bool = False, explain: bool = True) -> list[Match]:
+        """Matches of an item: one per (rule, item ticker in the rule's scope).
+
+        An item without tickers gives one Match with ticker "" for rules scoped to every ticker
+        ("*"); rules scoped to named tickers need one of them on the item. `ignore_scope`
+        (used by `keynews rules test`) treats the item as in scope of every rule.
+        """
+        x, fired = self._fired(item)
+        out: list[Match] = []
+        for cr in fired:
+            r = cr.rule
+            if item.tickers:
+                tickers = [t for t in item.tickers if ignore_scope or r.in_scope(t)]
+            else:
+                tickers = [""] if (ignore_scope or r.all_tickers) else []
+            if not tickers:
+                continue
+            expl = self._explain_item(r, x) if explain else ()
+            out.extend(Match(r.id, r.title, r.category, r.severity, t, expl) for t in tickers)
+        return out
+
+    def match_price(self, event: PriceEvent) -> list[Match]:
+        """Price rules whose condition holds for this event now (cooldown is the caller's state)."""
+        out: list[Match] = []
+        for cr in self._price_compiled:
+            r = cr.rule
+            if not r.in_scope(event.ticker):
+                continue
+            if cr.when(event) and (cr.unless is None or not cr.unless(event)):
+                out.append(Match(r.id, r.title, r.category, r.severity, event.ticker, self._explain_price(r, event)))
+        return out
+
+    # ------------------------------------------------------------ explain
+
+    def _explain_item(self, rule: Rule, x: _ItemCtx) -> tuple[Explanation, ...]:
+        assert rule.when is not None
+        out: list[Explanation] = []
+        for node in _positive_leaves(rule.when):
+            if self._leaf_pred[node](x):
+                out.extend(self._explain_leaf(rule.id, node, x))
+        return tuple(dict.fromkeys(out))
+
+    def _span(self, rid: str, field: str, original: str, start: int, end: int) -> Explanation:
+        s, e = to_original(original, start, end)
+        return Explanation(rid, field, original[s:e], s, e)
+
+    def _explain_leaf(self, rid: str, node: c.Node, x: _ItemCtx) -> list[Explanation]:
+        item = x.item
+        out: list[Explanation] = []
+        fields = {"headline": ("headline",), "summary": ("summary",), "text": ("headline", "summary")}
+        if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
+            words = node.phrases if isinstance(node, c.Phrases) else node.words
+            for f in fields[node.field]:
+                hits, orig = (x.th, item.title) if f == "headline" else (x.sh, item.summary)
+                for w in words:
+                    pos = hits.get(self._phrase_ids[w])
+                    if pos is not None:
+                        out.append(self._span(rid, f, orig, pos, pos + len(w)))
+                        if len(out) >= _MAX_EXPLAIN_PER_LEAF:
+                            return out
+        elif isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
+            for f in fields[node.field]:
+                hit_ids, coll, orig = (x.trx, x.tc, item.title) if f == "headline" else (x.srx, x.sc, item.summary)
+                for p in node.patterns:
+                    prid = self._regex_ids[p]
+                    if prid in hit_ids:
+                        m = self._single[prid].search(coll)
+                        if m is not None:
+                            out.append(self._span(rid, f, orig, m.start(), m.end()))
+        elif isinstance(node, c.Phrases | c.AllWords):
+            words = node.phrases if isinstance(node, c.Phrases) else node.words
+            for w in words:
+                i = _url_has_phrase(item.url, w)
+                if i >= 0:
+                    out.append(Explanation(rid, "url", item.url[i : i + len(w)], i, i + len(w)))
+        elif isinstance(node, c.Regex):
+            for p in node.patterns:
+                m = self._url_regex[p].search(item.url)
+                if m is not None:
+                    out.append(Explanation(rid, "url", m.group(), m.start(), m.end()))
+        elif isinstance(node, c.InSet):
+            if node.field == "source":
+                out.append(Explanation(rid, "source", item.source_id))
+            elif node.field == "url":
+                out.append(Explanation(rid, "url", item.url, 0, len(item.url)))
+            else:
+                hit = [t for t in item.tickers if t in node.values]
+                out.append(Explanation(rid, "tickers", ", ".join(hit)))
+        elif isinstance(node, c.Filing):
+            text = item.form or ""
+            got = [i for i in item.filing_items if i.strip() in node.items]
+            if got:
+                text = f"{text} item {', '.join(got)}".strip()
+            out.append(Explanation(rid, "filing", text))
+        return out
+
+    def _explain_price(self, rule: Rule, ev: PriceEvent) -> tuple[Explanation, ...]:
+        assert rule.when is not None
+        out: list[Explanation] = []
+        for node in _positive_leaves(rule.when):
+            if isinstance(node, c.Price) and self._leaf_pred[node](ev):
+                parts = [
+                    f"{k.metric}={ev.metrics.get(k.metric, float('nan')):+.2f} ({k.op} {k.value:g})"
+                    for k in node.comparisons
+                ]
+                if node.window:
+                    parts.append(f"window {node.window}")
+                out.append(Explanation(rule.id, "price", ", ".join(parts)))
+        return tuple(dict.fromkeys(out))
+
+    # ------------------------------------------------------------ queries
+
+    def price_rules(self) -> tuple[Rule, ...]:
+        return self._price_rules
+
+    def get(self, rule_id: str) -> Rule | None:
+        return self._by_id.get(rule_id)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Iterable[Rule]:
+        return iter(self.rules)
+
+    def __repr__(self) -> str:
+        return f"RuleSet({len(self.rules)} rules, version={self.version})"
+
+
+def _positive_leaves(node: c.Node) -> list[c.Node]:
+    """Leaves that can explain a match: not those under `not` (their truth is a non-match)."""
+    if isinstance(node, c.All | c.Any_):
+        return [leaf for k in node.children for leaf in _positive_leaves(k)]
+    if isinstance(node, c.Not):
+        return []
+    return [node]
+
+
+def _version(sources: Sequence[Source]) -> str:
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(s.path.encode())
+        h.update(b"\0")
+        h.update(s.text.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def load_rules(paths: Sequence[Path] | Path) -> RuleSet:
+    """A directory (its *.yaml/*.yml rule packs) or explicit files; raises RuleLoadError."""
+    sources = read_sources(paths)
+    return RuleSet(parse_sources(sources), _version(sources))
+
+
+def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
+    src = Source(path, text)
+    return RuleSet(parse_sources([src]), _version([src]))
+
+
+def watched_scope(rule: Rule, watched: Iterable[str]) -> tuple[str, ...]:
+    """The watched tickers a rule applies to ("*" expands to all of them)."""
+    symbols = tuple(watched)
+    if rule.all_tickers:
+        return symbols
+    return tuple(s for s in symbols if s in rule.tickers)

@@ -1,0 +1,72 @@
+"""Text as the matcher sees it: whitespace collapsed, lowercased, with Unicode word boundaries.
+
+Whitespace runs (line breaks of wrapped wire copy included) count as one space for phrases and
+regexes, so an operator writes "net income" and it matches "net\\n    income". Offsets found in
+the collapsed text are mapped back to the original field only for rules that fired.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Scripts written without spaces between words: a word boundary cannot be asked of them,
+# otherwise a phrase like 金山云 would never match inside a sentence.
+_NOSPACE_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x2E80, 0x9FFF),  # CJK radicals, kana, CJK unified
+    (0xA000, 0xA4CF),  # Yi
+    (0xF900, 0xFAFF),  # CJK compatibility
+    (0xFF66, 0xFF9F),  # half-width katakana
+    (0x20000, 0x3FFFF),  # CJK extensions
+)
+
+_NONSPACE = re.compile(r"\S+")
+
+
+def is_nospace_script(ch: str) -> bool:
+    o = ord(ch)
+    if o < 0x0E00:
+        return False
+    return any(lo <= o <= hi for lo, hi in _NOSPACE_RANGES)
+
+
+def is_word_char(ch: str) -> bool:
+    """A character that glues to its neighbour into one word (Unicode \\w, minus no-space scripts)."""
+    return (ch.isalnum() or ch == "_") and not is_nospace_script(ch)
+
+
+def collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def lower_same_length(text: str) -> str:
+    """Lowercase without changing length, so offsets stay valid (e.g. 'İ'.lower() has 2 chars)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(lc := c.lower()) != 1 else lc for c in text)
+
+
+def normalize_phrase(phrase: str) -> str:
+    return lower_same_length(collapse(phrase))
+
+
+def to_original(original: str, start: int, end: int) -> tuple[int, int]:
+    """Map a [start, end) span of collapse(original) back to offsets in original."""
+    pos = 0  # position in the collapsed text
+    o_start = o_end = -1
+    for m in _NONSPACE.finditer(original):
+        tok_len = m.end() - m.start()
+        if o_start < 0 and start < pos + tok_len:
+            o_start = m.start() + max(0, start - pos)
+        if end <= pos + tok_len:
+            o_end = m.start() + max(0, end - pos)
+            break
+        pos += tok_len + 1  # the single space that stands for the whitespace run
+    if o_start < 0:
+        o_start = len(original)
+    if o_end < 0:
+        o_end = len(original)
+    return o_start, max(o_start, o_end)
