@@ -1,0 +1,437 @@
+"""Digest, alert and confirmation emails: models.Digest in, subject + plain text + HTML out.
+
+This is the only module that imports Jinja2. Everything a template shows is computed here into
+small view objects (times already in the subscriber's zone, labels already looked up), so an
+operator who overrides a template only arranges values and cannot get the safety wrong:
+
+* feed text is untrusted: Jinja2 autoescapes the HTML templates, `safe_url` lets only http(s)
+  links into href, and the final HTML goes through nh3 with a fixed allowlist, so no script, no
+  on* handler and no javascript: URL survives even if a template itself carried one;
+* CSS is inlined with css-inline (mail clients drop <style>), while the dark-mode @media rules
+  stay in a <style> for the clients that honour it;
+* Gmail clips HTML over ~102 KB, so a digest is kept under MAX_HTML_BYTES by moving entries
+  from the tail of the largest sections into the "and N more" overflow, never silently.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import css_inline
+import jinja2
+import nh3
+
+from daemon.models import CATEGORY_LABELS, Digest, DigestEntry, Explanation, Severity, TickerSection
+
+MAX_HTML_BYTES = 90 * 1024
+TITLE_MAX = 240
+SUMMARY_MAX = 280
+TEXT_WIDTH = 78
+
+FIELD_LABELS: dict[str, str] = {
+    "title": "headline",
+    "headline": "headline",
+    "summary": "summary",
+    "text": "text",
+    "form": "form type",
+    "filing_items": "8-K items",
+    "items": "8-K items",
+    "source": "source",
+    "ticker": "ticker",
+    "tickers": "tickers",
+    "price": "price",
+    "url": "link",
+}
+
+_ALLOWED_TAGS = {
+    "table", "thead", "tbody", "tfoot", "tr", "td", "th", "a", "p", "div", "span", "br", "hr",
+    "strong", "b", "em", "i", "small", "h1", "h2", "h3", "h4", "ul", "ol", "li", "center",
+}  # fmt: skip
+_ALLOWED_ATTRIBUTES = {
+    "*": {"style", "class", "align", "valign", "width", "height", "bgcolor", "dir", "lang", "role", "id"},
+    "table": {"cellpadding", "cellspacing", "border"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "a": {"href", "title", "target"},
+}
+_ALLOWED_STYLE_PROPERTIES = {
+    "color", "background-color", "font", "font-family", "font-size", "font-weight", "font-style",
+    "line-height", "letter-spacing", "text-align", "text-decoration", "text-transform", "white-space",
+    "word-break", "overflow-wrap", "vertical-align", "display", "width", "max-width", "min-width",
+    "height", "max-height", "overflow", "opacity", "visibility", "mso-hide", "margin", "margin-top",
+    "margin-right", "margin-bottom", "margin-left", "padding", "padding-top", "padding-right",
+    "padding-bottom", "padding-left", "border", "border-top", "border-right", "border-bottom",
+    "border-left", "border-color", "border-style", "border-width", "border-radius",
+    "border-collapse", "border-spacing", "table-layout",
+}  # fmt: skip
+_URL_SCHEMES = {"http", "https", "mailto"}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_SPACES = re.compile(r"\s+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style\s*>", re.S | re.I)
+_BODY = re.compile(r"<body[^>]*>(.*)</body\s*>", re.S | re.I)
+_HEAD = re.compile(r"<head[^>]*>.*?</head\s*>", re.S | re.I)
+_UNSAFE_CSS = re.compile(r"[<>]|expression\s*\(|javascript:|@import|url\s*\(|behavior\s*:|-moz-binding", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    dropped: int = 0  # entries moved into overflow to keep the HTML under the size cap
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    title: str
+    url: str  # "" when the feed gave no usable http(s) link
+    source: str
+    time: str
+    categories: tuple[str, ...]
+    severity: str
+    severe: bool
+    why: tuple[str, ...]
+    summary: str
+    also_reported_by: str
+    move_since: str  # "+4.2% since" or ""
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    symbol: str
+    name: str
+    price_line: str  # "" when no price is known
+    entries: tuple[EntryView, ...]
+    overflow: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestView:
+    subject: str
+    kind: str
+    tz: str
+    generated: str
+    sent: str
+    sections: tuple[SectionView, ...]
+    total_entries: int
+    more_url: str
+    preferences_url: str
+    unsubscribe_url: str
+    hidden_sections: int  # whole tickers left out for size
+    hidden_entries: int  # their stories
+
+
+def bundled_templates_dir() -> Path:
+    """Templates shipped in the wheel (daemon/templates) win over the source checkout's templates/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "templates"
+
+
+def clean_text(value: str, limit: int = 0) -> str:
+    """One line of feed text: control characters and newlines gone, whitespace collapsed, clamped."""
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", value or "")).strip()
+    if limit and len(text) > limit:
+        cut = text[: limit - 1]
+        space = cut.rfind(" ")
+        if space > limit // 2:
+            cut = cut[:space]
+        text = cut.rstrip(" ,;:.-") + "…"
+    return text
+
+
+def safe_url(value: str | None) -> str:
+    """An href only for absolute http(s)/mailto URLs; anything else (javascript:, data:, junk) is "#"."""
+    url = clean_text(value or "")
+    if not url or " " in url:
+        return "#"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "#"
+    if parts.scheme.lower() in ("http", "https") and parts.netloc:
+        return url
+    if parts.scheme.lower() == "mailto" and parts.path:
+        return url
+    return "#"
+
+
+def _text_url(value: str | None) -> str:
+    url = safe_url(value)
+    return "" if url == "#" else url
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        # A bad zone string in a subscriber row must not stop their digest.
+        return ZoneInfo("UTC")
+
+
+def format_time(when: datetime, tz: str) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    local = when.astimezone(_zone(tz))
+    return f"{local:%b} {local.day}, {local:%H:%M} {local.tzname() or tz}"
+
+
+def format_pct(value: float) -> str:
+    return f"{value:+.1f}%"
+
+
+def price_line(section: TickerSection) -> str:
+    if section.last_price is None:
+        return ""
+    line = f"Last {section.last_price:,.2f}"
+    if section.day_change_pct is not None:
+        line += f" ({format_pct(section.day_change_pct)} today)"
+    return line
+
+
+def why_lines(explanations: Sequence[Explanation], rule_titles: Sequence[str]) -> tuple[str, ...]:
+    """One line per rule: its title and the words that matched where.
+
+    rule_titles[i] is taken as the title of the i-th distinct rule_id in explanation order; titles
+    beyond the explained rules are shown alone.
+    """
+    groups: dict[str, list[str]] = {}
+    for exp in explanations:
+        words = clean_text(exp.text, 80)
+        where = FIELD_LABELS.get(exp.field, clean_text(exp.field, 30))
+        part = f'"{words}" in {where}' if words else f"in {where}"
+        parts = groups.setdefault(exp.rule_id, [])
+        if part not in parts:
+            parts.append(part)
+    lines: list[str] = []
+    for i, (rule_id, parts) in enumerate(groups.items()):
+        title = clean_text(rule_titles[i], 80) if i < len(rule_titles) else clean_text(rule_id, 80)
+        lines.append(f"{title} — matched {', '.join(parts)}")
+    lines.extend(clean_text(t, 80) for t in rule_titles[len(groups) :])
+    return tuple(line for line in lines if line)
+
+
+def entry_view(entry: DigestEntry, tz: str) -> EntryView:
+    return EntryView(
+        title=clean_text(entry.title, TITLE_MAX) or "(untitled)",
+        url=_text_url(entry.url),
+        source=clean_text(entry.source, 60),
+        time=format_time(entry.published_at, tz),
+        categories=tuple(CATEGORY_LABELS.get(c, clean_text(c, 30)) for c in entry.categories),
+        severity=Severity.parse(entry.severity).label,
+        severe=Severity.parse(entry.severity) >= Severity.HIGH,
+        why=why_lines(entry.explanations, entry.rule_titles),
+        summary=clean_text(entry.summary, SUMMARY_MAX),
+        also_reported_by=", ".join(s for s in (clean_text(x, 60) for x in entry.also_reported_by) if s),
+        move_since=f"{format_pct(entry.move_since_pct)} since" if entry.move_since_pct is not None else "",
+    )
+
+
+def section_view(section: TickerSection, tz: str) -> SectionView:
+    return SectionView(
+        symbol=clean_text(section.symbol, 20),
+        name=clean_text(section.name, 80),
+        price_line=price_line(section),
+        entries=tuple(entry_view(e, tz) for e in section.entries),
+        overflow=max(0, section.overflow),
+    )
+
+
+def digest_view(
+    digest: Digest,
+    sections: Sequence[TickerSection],
+    *,
+    now: datetime,
+    hidden_sections: int = 0,
+    hidden_entries: int = 0,
+) -> DigestView:
+    views = tuple(section_view(s, digest.tz) for s in sections)
+    return DigestView(
+        subject=clean_text(digest.subject, 200),
+        kind=digest.kind,
+        tz=digest.tz,
+        generated=format_time(digest.generated_at, digest.tz),
+        sent=format_time(now, digest.tz),
+        sections=views,
+        total_entries=sum(len(v.entries) for v in views),
+        more_url=_text_url(digest.more_url),
+        preferences_url=_text_url(digest.preferences_url),
+        unsubscribe_url=_text_url(digest.unsubscribe_url),
+        hidden_sections=hidden_sections,
+        hidden_entries=hidden_entries,
+    )
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    """textwrap that never breaks a long word, so URLs stay clickable in the text part."""
+    return textwrap.fill(
+        str(text),
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return singular if count == 1 else (plural or singular + "s")
+
+
+# --------------------------------------------------------------------------- HTML finishing
+
+
+def sanitize_html_fragment(fragment: str) -> str:
+    return nh3.clean(
+        fragment,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        link_rel=None,
+        strip_comments=True,
+        filter_style_properties=_ALLOWED_STYLE_PROPERTIES,
+    )
+
+
+def finish_html(document: str, title: str) -> str:
+    """Inline CSS, then rebuild the document around an nh3-clean body.
+
+    The head is not trusted from the template: it is rebuilt from fixed parts plus the @media
+    rules css-inline left in <style> (dropped whole if they carry anything script-like).
+    """
+    inlined = css_inline.inline(document, keep_at_rules=True, load_remote_stylesheets=False)
+    css = "\n".join(block.strip() for block in _STYLE_BLOCK.findall(inlined) if block.strip())
+    if _UNSAFE_CSS.search(css):
+        css = ""
+    body_match = _BODY.search(inlined)
+    body = body_match.group(1) if body_match else _HEAD.sub("", inlined)
+    clean_body = sanitize_html_fragment(body)
+    style = f"<style>{css}</style>" if css else ""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
+        '<meta name="supported-color-schemes" content="light dark">'
+        f"<title>{html_lib.escape(clean_text(title, 200))}</title>{style}</head>"
+        f'<body style="margin:0;padding:0">{clean_body}</body></html>'
+    )
+
+
+# --------------------------------------------------------------------------- renderer
+
+
+class Renderer:
+    """Jinja2 environment with operator overrides in front of the bundled templates."""
+
+    def __init__(self, override_dir: Path | None = None, *, max_html_bytes: int = MAX_HTML_BYTES) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if override_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(bundled_templates_dir())))
+        self.max_html_bytes = max_html_bytes
+        self.env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["safe_url"] = safe_url
+        self.env.filters["wrap"] = _wrap
+        self.env.filters["plural"] = _plural
+        self.env.filters["pct"] = format_pct
+
+    def _render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context)
+
+    def _render_pair(self, base: str, subject: str, **context: Any) -> tuple[str, str]:
+        text = self._render(f"{base}.txt.j2", subject=subject, **context)
+        text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
+        text = _BLANK_RUNS.sub("\n\n", text)
+        html = finish_html(self._render(f"{base}.html.j2", subject=subject, **context), subject)
+        return text, html
+
+    def render(self, digest: Digest, *, now: datetime) -> Rendered:
+        if digest.kind == "alert":
+            return self.render_alert(digest, now=now)
+        return self.render_digest(digest, now=now)
+
+    def render_digest(self, digest: Digest, *, now: datetime) -> Rendered:
+        return self._render_sized("digest", digest, now)
+
+    def render_alert(self, digest: Digest, *, now: datetime) -> Rendered:
+        return self._render_sized("alert", digest, now)
+
+    def render_confirm(self, email: str, confirm_url: str, tickers: Iterable[str]) -> Rendered:
+        subject = "Confirm your keynews subscription"
+        symbols = tuple(s for s in (clean_text(t, 20) for t in tickers) if s)
+        text, html = self._render_pair(
+            "confirm",
+            subject,
+            email=clean_text(email, 254),
+            confirm_url=_text_url(confirm_url),
+            tickers=symbols,
+        )
+        return Rendered(subject=subject, text=text, html=html)
+
+    def _render_sized(self, base: str, digest: Digest, now: datetime) -> Rendered:
+        """Render; while the HTML is over the cap, move tail entries into overflow and render again."""
+        subject = clean_text(digest.subject, 200)
+        sections = list(digest.sections)
+        hidden_sections = hidden_entries = dropped = 0
+        for _ in range(40):
+            view = digest_view(
+                digest, sections, now=now, hidden_sections=hidden_sections, hidden_entries=hidden_entries
+            )
+            text, html = self._render_pair(base, subject, digest=view)
+            size = len(html.encode("utf-8"))
+            if size <= self.max_html_bytes:
+                break
+            total = sum(len(s.entries) for s in sections)
+            if total > 0:
+                target = min(total - 1, int(total * self.max_html_bytes / size * 0.95))
+                dropped += total - max(target, 0)
+                sections = _trim_entries(sections, max(target, 0))
+            elif len(sections) > 1:
+                keep = max(1, min(len(sections) - 1, int(len(sections) * self.max_html_bytes / size * 0.95)))
+                for gone in sections[keep:]:
+                    hidden_sections += 1
+                    hidden_entries += gone.overflow
+                sections = sections[:keep]
+            else:
+                break  # one empty section and still too large: nothing left to move
+        return Rendered(subject=subject, text=text, html=html, dropped=dropped)
+
+
+def _trim_entries(sections: list[TickerSection], target: int) -> list[TickerSection]:
+    """Drop entries from the tail of the largest section until `target` remain, counting them."""
+    entries = [list(s.entries) for s in sections]
+    overflow = [s.overflow for s in sections]
+    total = sum(len(e) for e in entries)
+    while total > target:
+        # the largest section; among equals the last one, so the top tickers keep their stories
+        idx = max(range(len(entries)), key=lambda i: (len(entries[i]), i))
+        entries[idx].pop()
+        overflow[idx] += 1
+        total -= 1
+    return [replace(s, entries=tuple(e), overflow=o) for s, e, o in zip(sections, entries, overflow, strict=True)]
