@@ -1,0 +1,5 @@
+"""`python -m daemon` is `keynews`."""
+
+from daemon.cli import main
+
+main()

@@ -1,0 +1,326 @@
+"""Due subscribers -> ranked, grouped digests -> closed outbox windows.
+
+A window is closed in one transaction that writes the rendered message and the matches it
+carries (repo.close_window). The unique (subscriber, window) key is what keeps a digest from
+being built twice; the anti-join on outbox_match is what keeps a story from being mailed twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from daemon.config import Settings
+from daemon.mailmsg import build_message, make_message_id
+from daemon.models import (
+    CATEGORY_LABELS,
+    Digest,
+    DigestEntry,
+    Quote,
+    Severity,
+    TickerSection,
+    Watchlist,
+)
+from daemon.prices.events import move_since
+from daemon.render import Renderer
+from daemon.store.repo import Repo, StoredMatch, SubscriberView
+from daemon.tokens import sign
+
+LOOKBACK = timedelta(days=14)
+FIRST_DIGEST_LOOKBACK = timedelta(days=1)
+UNSUBSCRIBE_TTL = timedelta(days=400)
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _hhmm(value: str | None, default: time) -> time:
+    if not value:
+        return default
+    try:
+        h, m = value.split(":", 1)
+        return time(int(h), int(m))
+    except ValueError:
+        return default
+
+
+def in_quiet_hours(sub: SubscriberView, now: datetime) -> bool:
+    """Quiet hours may span midnight (22:00-07:00)."""
+    if not sub.quiet_start or not sub.quiet_end:
+        return False
+    local = now.astimezone(zone(sub.tz)).time()
+    start, end = _hhmm(sub.quiet_start, time(0)), _hhmm(sub.quiet_end, time(0))
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def due_window(sub: SubscriberView, now: datetime) -> str | None:
+    """The digest window that is due for this subscriber now, or None.
+
+    Daily and weekly windows are named after the local date / ISO week, so a daemon that was down
+    at send time still sends the window once when it comes back, and never twice.
+    """
+    local = now.astimezone(zone(sub.tz))
+    send_at = _hhmm(sub.send_time, time(7))
+    if sub.frequency == "daily":
+        return f"daily:{local.date().isoformat()}" if local.time() >= send_at else None
+    if sub.frequency == "weekly":
+        year, week, weekday = local.isocalendar()
+        if (weekday - 1, local.time()) >= (sub.weekly_day, send_at):
+            return f"weekly:{year}-W{week:02d}"
+        return None
+    if in_quiet_hours(sub, now):
+        return None
+    return f"immediate:{now.strftime('%Y%m%dT%H%M%S')}"
+
+
+def _wanted(sub: SubscriberView, m: StoredMatch) -> bool:
+    pref = sub.tickers.get(m.ticker)
+    if pref is None:
+        return False
+    cats, min_sev = pref
+    return (not cats or m.category in cats) and int(m.severity) >= min_sev
+
+
+@dataclass
+class BuiltDigest:
+    digest: Digest
+    match_ids: list[int] = field(default_factory=list)
+
+
+class DigestBuilder:
+    """Turns a subscriber's pending matches into a models.Digest (pure apart from repo reads)."""
+
+    def __init__(self, settings: Settings, repo: Repo, watchlist: Watchlist) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.watchlist = watchlist
+        self._history: dict[str, list[Quote]] = {}
+        self._secret = settings.secret_key or repo.secret_key()
+
+    def history(self, ticker: str) -> list[Quote]:
+        if ticker not in self._history:
+            self._history[ticker] = self.repo.quote_history(ticker, limit=60)
+        return self._history[ticker]
+
+    def links(self, sub: SubscriberView, now: datetime) -> tuple[str, str]:
+        token = sign(str(sub.id), self._secret, purpose="unsubscribe", expires_at=now + UNSUBSCRIBE_TTL)
+        prefs = sign(str(sub.id), self._secret, purpose="preferences", expires_at=now + UNSUBSCRIBE_TTL)
+        base = self.settings.base_url.rstrip("/")
+        return f"{base}/unsubscribe/{token}", f"{base}/preferences/{prefs}"
+
+    def pending(self, sub: SubscriberView, now: datetime, kind: str) -> list[StoredMatch]:
+        since = max(sub.created_at - FIRST_DIGEST_LOOKBACK, now - LOOKBACK)
+        floor = Severity.CRITICAL if kind == "alert" else Severity.LOW
+        rows = self.repo.pending_matches(sub.id, list(sub.tickers), since=since, kind=kind, min_severity=int(floor))
+        return [m for m in rows if _wanted(sub, m)]
+
+    def build(
+        self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
+    ) -> BuiltDigest:
+        by_ticker: dict[str, list[StoredMatch]] = defaultdict(list)
+        for m in matches:
+            by_ticker[m.ticker].append(m)
+        clusters = self.repo.cluster_sources([m.cluster_id for m in matches])
+        sections: list[tuple[int, TickerSection]] = []
+        cap = self.settings.max_items_per_ticker
+        for ticker, ms in by_ticker.items():
+            stories: dict[str, list[StoredMatch]] = defaultdict(list)
+            for m in ms:
+                stories[m.cluster_id].append(m)
+            entries = [self._entry(group, clusters.get(cid, []), ticker) for cid, group in stories.items()]
+            entries.sort(key=lambda e: (-int(e.severity), -e.published_at.timestamp()))
+            last, change = self._price_line(ticker)
+            info = self.watchlist.get(ticker)
+            section = TickerSection(
+                symbol=ticker,
+                name=info.name if info else "",
+                entries=tuple(entries[:cap]),
+                overflow=max(0, len(entries) - cap),
+                last_price=last,
+                day_change_pct=change,
+            )
+            top = max((int(e.severity) for e in entries), default=0)
+            sections.append((top, section))
+        sections.sort(key=lambda p: (-p[0], p[1].symbol))
+        ordered = tuple(s for _, s in sections)
+        unsubscribe, prefs = self.links(sub, now)
+        digest = Digest(
+            subscriber_email=sub.email,
+            kind="alert" if kind == "alert" else "digest",
+            window_key=window_key,
+            generated_at=now,
+            tz=sub.tz,
+            sections=ordered,
+            subject=subject_for(ordered, kind=kind),
+            unsubscribe_url=unsubscribe,
+            preferences_url=prefs,
+            more_url=prefs,
+        )
+        return BuiltDigest(digest=digest, match_ids=[m.match_id for m in matches])
+
+    def _entry(self, group: list[StoredMatch], reports: list[tuple[str, str, str]], ticker: str) -> DigestEntry:
+        lead = min(group, key=lambda m: (m.published_at, m.match_id))
+        categories = tuple(dict.fromkeys(m.category for m in sorted(group, key=lambda m: -int(m.severity))))
+        rule_titles = tuple(dict.fromkeys(m.rule_title or m.rule_id for m in group))
+        explanations = tuple(e for m in group for e in m.explanations)
+        others = tuple(dict.fromkeys(label for label, _url, _t in reports if label and label != lead.source_label))
+        move = None
+        if lead.item_id is not None:
+            move = move_since(self.history(ticker), lead.published_at)
+        elif lead.price_metrics is not None:
+            move = lead.price_metrics.get("change_pct")
+        return DigestEntry(
+            title=lead.title,
+            url=lead.url,
+            source=lead.source_label,
+            published_at=lead.published_at,
+            summary=lead.summary,
+            categories=categories,
+            severity=max(m.severity for m in group),
+            explanations=explanations,
+            rule_titles=rule_titles,
+            also_reported_by=others,
+            move_since_pct=move,
+        )
+
+    def _price_line(self, ticker: str) -> tuple[float | None, float | None]:
+        hist = self.history(ticker)
+        if not hist:
+            return None, None
+        last = hist[-1].close
+        if len(hist) >= 2 and hist[-2].close:
+            return last, round((last / hist[-2].close - 1) * 100, 2)
+        return last, None
+
+
+def subject_for(sections: Sequence[TickerSection], *, kind: str) -> str:
+    """Say what is inside: "KC: results, guidance · AAPL: 8-K"."""
+    parts = []
+    for s in sections[:4]:
+        labels: list[str] = []
+        for e in s.entries:
+            for c in e.categories:
+                label = CATEGORY_LABELS.get(c, c)
+                if c == "filing":
+                    forms = [x.text for x in e.explanations if x.field in ("form", "filing") and x.text]
+                    label = forms[0] if forms else label
+                if label not in labels:
+                    labels.append(label)
+        parts.append(f"{s.symbol}: {', '.join(labels[:3])}" if labels else s.symbol)
+    if len(sections) > 4:
+        parts.append(f"+{len(sections) - 4} more")
+    if not parts:
+        return "keynews: nothing new"
+    prefix = "Alert · " if kind == "alert" else ""
+    subject = prefix + " · ".join(parts)
+    return subject if len(subject) <= 150 else subject[:149] + "…"
+
+
+@dataclass
+class CloseReport:
+    queued: int = 0
+    skipped: int = 0
+    alerts: int = 0
+    subscribers: list[str] = field(default_factory=list)
+
+
+class DigestService:
+    """Closes due windows: builds, renders and queues each subscriber's mail."""
+
+    def __init__(
+        self, settings: Settings, repo: Repo, watchlist: Watchlist, renderer: Renderer | None = None
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.builder = DigestBuilder(settings, repo, watchlist)
+        self.renderer = renderer or Renderer(settings.templates_dir)
+        self.domain = settings.mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
+
+    def close_due(self, now: datetime, *, force_window: str | None = None) -> CloseReport:
+        """Alerts first, then digests whose window is due (or every digest, under `force_window`)."""
+        report = CloseReport()
+        self.builder._history.clear()
+        for sub in self.repo.subscribers(status="active"):
+            if not in_quiet_hours(sub, now):
+                self._close_alert(sub, now, report)
+            key = force_window or due_window(sub, now)
+            if key is None or self.repo.has_window(sub.id, key):
+                continue
+            matches = self.builder.pending(sub, now, "digest")
+            if not matches:
+                if sub.frequency == "immediate" and force_window is None:
+                    continue
+                if sub.nothing_new != "note":
+                    self.repo.close_window(
+                        subscriber_id=sub.id,
+                        window_key=key,
+                        kind="digest",
+                        message_id="",
+                        subject="",
+                        raw=b"",
+                        match_ids=[],
+                        now=now,
+                        status="skipped",
+                    )
+                    report.skipped += 1
+                    continue
+            if self._queue(sub, matches, kind="digest", window_key=key, now=now):
+                report.queued += 1
+                report.subscribers.append(sub.email)
+        return report
+
+    def _close_alert(self, sub: SubscriberView, now: datetime, report: CloseReport) -> None:
+        critical = self.builder.pending(sub, now, "alert")
+        if not critical:
+            return
+        key = f"alert:{min(m.match_id for m in critical)}"
+        if self._queue(sub, critical, kind="alert", window_key=key, now=now):
+            report.alerts += 1
+
+    def render(self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime):  # type: ignore[no-untyped-def]
+        built = self.builder.build(sub, matches, kind=kind, window_key=window_key, now=now)
+        rendered = (
+            self.renderer.render_alert(built.digest, now=now)
+            if kind == "alert"
+            else self.renderer.render_digest(built.digest, now=now)
+        )
+        return built, rendered
+
+    def _queue(
+        self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
+    ) -> bool:
+        built, rendered = self.render(sub, matches, kind=kind, window_key=window_key, now=now)
+        message_id = make_message_id(self.domain, f"{sub.id}:{window_key}")
+        msg = build_message(
+            rendered,
+            to=sub.email,
+            from_=self.settings.mail_from,
+            message_id=message_id,
+            date=now,
+            list_id=self.settings.list_id,
+            unsubscribe_url=built.digest.unsubscribe_url,
+            unsubscribe_mailto=self.settings.unsubscribe_mailto,
+        )
+        outbox_id = self.repo.close_window(
+            subscriber_id=sub.id,
+            window_key=window_key,
+            kind=kind,
+            message_id=message_id,
+            subject=rendered.subject,
+            raw=bytes(msg),
+            match_ids=built.match_ids,
+            now=now,
+        )
+        return outbox_id is not None
+
+
+PreviewFn = Callable[[SubscriberView], str]

@@ -1,0 +1,87 @@
+"""APScheduler wiring for `keynews run`.
+
+Source due times live in the database (source.next_due_at), so the scheduler needs one periodic
+"poll what is due" job however many sources there are, not one job per source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from daemon.digest import DigestService
+from daemon.pipeline import Pipeline
+from daemon.sender import Sender
+from daemon.service import App
+from daemon.store.repo import utcnow
+
+log = logging.getLogger("keynews.schedule")
+
+
+class Jobs:
+    """The periodic jobs; each is safe to run late or to skip (coalesced, one instance at a time)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.pipeline = Pipeline(app.settings, app.repo, app.watchlist, app.specs)
+        self.pipeline.sync(utcnow())
+        self.digests = DigestService(app.settings, app.repo, app.watchlist)
+        self.sender = Sender(app.settings, app.repo)
+
+    async def poll(self, now: datetime | None = None) -> None:
+        report = await self.pipeline.poll_due(now or utcnow(), self.app.rules)
+        for src in report.errors:
+            log.warning("source %s failed: %s", src.key, src.error)
+        if report.sources:
+            log.info("polled %d sources: %d new items, %d matches", len(report.sources), report.new_items,
+                     report.matches)
+
+    async def digest(self) -> None:
+        closed = await asyncio.to_thread(self.digests.close_due, utcnow())
+        if closed.queued or closed.alerts:
+            log.info("queued %d digests, %d alerts", closed.queued, closed.alerts)
+        await self.send()
+
+    async def send(self) -> None:
+        report = await asyncio.to_thread(self.sender.send_due)
+        if report.sent or report.retried or report.failed:
+            log.info("mail: sent %d, retrying %d, failed %d", report.sent, report.retried, report.failed)
+
+    async def reload_rules(self) -> None:
+        self.app.reload_rules()
+
+
+async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    jobs = Jobs(app)
+    scheduler = AsyncIOScheduler(
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}, timezone="UTC"
+    )
+    tick = max(app.settings.tick_seconds, 1)
+    scheduler.add_job(jobs.poll, "interval", seconds=tick, id="poll", next_run_time=utcnow())
+    scheduler.add_job(jobs.digest, "interval", seconds=60, id="digest", next_run_time=utcnow())
+    scheduler.add_job(jobs.send, "interval", seconds=max(tick, 15), id="send")
+    scheduler.add_job(jobs.reload_rules, "interval", seconds=5, id="rules")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: app.reload_rules(force=True))
+    except (NotImplementedError, RuntimeError, AttributeError):
+        pass
+    scheduler.start()
+    log.info("keynews running: %d sources, %d rules, %d watched tickers", len(app.specs), len(app.rules),
+             len(app.watchlist.tickers))
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: waiting for running jobs")
+        scheduler.shutdown(wait=True)
+        app.close()
