@@ -408,12 +408,27 @@ class Renderer:
             if size <= self.max_html_bytes:
                 break
             total = sum(len(s.entries) for s in sections)
+            ratio = self.max_html_bytes / size * 0.95
             if total > 0:
-                target = min(total - 1, int(total * self.max_html_bytes / size * 0.95))
-                dropped += total - max(target, 0)
-                sections = _trim_entries(sections, max(target, 0))
+                target = max(0, min(total - 1, int(total * ratio)))
+                filled = sum(1 for s in sections if s.entries)
+                if target < filled and len(sections) > 1:
+                    # too many tickers for one entry each: keep the first ones whole, count the rest
+                    keep = max(1, min(len(sections) - 1, target))
+                    for gone in sections[keep:]:
+                        hidden_sections += 1
+                        hidden_entries += len(gone.entries) + gone.overflow
+                        dropped += len(gone.entries)
+                    sections = sections[:keep]
+                else:
+                    trimmed = _trim_entries(sections, target)
+                    moved = total - sum(len(s.entries) for s in trimmed)
+                    if not moved:
+                        break  # one ticker, one story, still too large: send it as it is
+                    dropped += moved
+                    sections = trimmed
             elif len(sections) > 1:
-                keep = max(1, min(len(sections) - 1, int(len(sections) * self.max_html_bytes / size * 0.95)))
+                keep = max(1, min(len(sections) - 1, int(len(sections) * ratio)))
                 for gone in sections[keep:]:
                     hidden_sections += 1
                     hidden_entries += gone.overflow
@@ -424,13 +439,18 @@ class Renderer:
 
 
 def _trim_entries(sections: list[TickerSection], target: int) -> list[TickerSection]:
-    """Drop entries from the tail of the largest section until `target` remain, counting them."""
+    """Drop entries from the tail of the largest section until `target` remain, counting them.
+
+    Every section keeps its top entry; whole tickers are the caller's next step.
+    """
     entries = [list(s.entries) for s in sections]
     overflow = [s.overflow for s in sections]
     total = sum(len(e) for e in entries)
     while total > target:
         # the largest section; among equals the last one, so the top tickers keep their stories
         idx = max(range(len(entries)), key=lambda i: (len(entries[i]), i))
+        if len(entries[idx]) <= 1:
+            break
         entries[idx].pop()
         overflow[idx] += 1
         total -= 1

@@ -129,3 +129,27 @@ def huge_digest(tickers: int = 40, per_ticker: int = 40) -> Digest:
         preferences_url=base.preferences_url,
         more_url=base.more_url,
     )
+
+
+def sample_alert() -> Digest:
+    base = sample_digest("alert")
+    first = base.sections[0]
+    section = TickerSection(
+        symbol=first.symbol,
+        name=first.name,
+        entries=first.entries[:1],
+        last_price=first.last_price,
+        day_change_pct=first.day_change_pct,
+    )
+    return Digest(
+        subscriber_email=base.subscriber_email,
+        kind="alert",
+        window_key="alert:1",
+        generated_at=NOW,
+        tz=base.tz,
+        sections=(section,),
+        subject="AAPL: Apple reports record first quarter results",
+        unsubscribe_url=base.unsubscribe_url,
+        preferences_url=base.preferences_url,
+        more_url="",
+    )
