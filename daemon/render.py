@@ -332,7 +332,7 @@ def finish_html(document: str, title: str) -> str:
         '<meta name="color-scheme" content="light dark">'
         '<meta name="supported-color-schemes" content="light dark">'
         f"<title>{html_lib.escape(clean_text(title, 200))}</title>{style}</head>"
-        f'<body style="margin:0;padding:0">{clean_body}</body></html>'
+        f'<body style="margin:0;padding:0">{clean_body}</body></html>\n'
     )
 
 
