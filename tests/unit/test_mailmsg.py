@@ -16,7 +16,7 @@ import pytest
 from render_fixtures import NOW, huge_digest, sample_digest
 
 from daemon.mailmsg import as_bytes, build_message, dkim_sign, header_safe, make_message_id
-from daemon.render import Renderer, Rendered
+from daemon.render import Rendered, Renderer
 
 UNSUB = "https://keynews.example.com/unsubscribe/" + "Zm9vYmFy" * 20  # long, unbreakable
 
