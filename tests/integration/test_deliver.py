@@ -168,7 +168,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "/CN=localhost",
             "-addext",
             "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],  # fmt: skip
+        ],
         check=True,
         capture_output=True,
     )
