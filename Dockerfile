@@ -4,7 +4,8 @@ FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     KEYNEWS_DATABASE_URL=sqlite:////data/keynews.db \
     KEYNEWS_RULES_DIR=/app/rules \
-    KEYNEWS_OUTBOX_DIR=/data/outbox
+    KEYNEWS_OUTBOX_DIR=/data/outbox \
+    KEYNEWS_TEMPLATES_DIR=/app/templates
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

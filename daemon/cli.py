@@ -7,7 +7,6 @@ sources, settings), so scripts and CI can tell "fix your YAML" from "try again".
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from datetime import timedelta
@@ -341,5 +340,3 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
 
-
-_ = json  # kept for `--json` outputs added by subcommands

@@ -46,7 +46,8 @@ class Settings:
     per_host_concurrency: int = 4
     sec_rate_per_s: float = 10.0
     max_items_per_ticker: int = 8
-    send_batch: int = 200
+    send_batch: int = 50
+    send_lease_s: float = 300.0  # a row claimed by a sender that died is sent again after this
     tick_seconds: int = 30
     web_host: str = "127.0.0.1"
     web_port: int = 8025

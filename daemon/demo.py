@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Settings
-from daemon.deliver import FileTransport
+from daemon.deliver import FileTransport, message_file_stem
 from daemon.digest import DigestService
 from daemon.models import SourceSpec, Ticker, Watchlist
 from daemon.pipeline import Pipeline, bundled_samples_dir
@@ -103,7 +103,7 @@ def run_demo(settings: Settings, out_dir: Path, *, email: str = "demo@example.co
             if not rows or sent.sent == 0:
                 raise RuntimeError(f"demo digest was not written: {sent.errors}")
             print(f"{report.new_items} items stored, {report.matches} matches; digest subject: {rows[-1].subject}")
-            return transport.path_for(rows[-1].message_id)
+            return out_dir / f"{message_file_stem(rows[-1].raw)}.eml"
     finally:
         server.shutdown()
         server.server_close()

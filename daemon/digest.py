@@ -66,20 +66,27 @@ def due_window(sub: SubscriberView, now: datetime) -> str | None:
     """The digest window that is due for this subscriber now, or None.
 
     Daily and weekly windows are named after the local date / ISO week, so a daemon that was down
-    at send time still sends the window once when it comes back, and never twice.
+    at send time still sends the window once when it comes back, and never twice. A window whose
+    send time came before the subscriber signed up is not theirs: no weekly digest on day one.
     """
-    local = now.astimezone(zone(sub.tz))
+    tz = zone(sub.tz)
+    local = now.astimezone(tz)
     send_at = _hhmm(sub.send_time, time(7))
     if sub.frequency == "daily":
-        return f"daily:{local.date().isoformat()}" if local.time() >= send_at else None
-    if sub.frequency == "weekly":
+        scheduled = datetime.combine(local.date(), send_at, tz)
+        key = f"daily:{local.date().isoformat()}"
+    elif sub.frequency == "weekly":
         year, week, weekday = local.isocalendar()
-        if (weekday - 1, local.time()) >= (sub.weekly_day, send_at):
-            return f"weekly:{year}-W{week:02d}"
+        day = local.date() - timedelta(days=weekday - 1 - sub.weekly_day)
+        scheduled = datetime.combine(day, send_at, tz)
+        key = f"weekly:{year}-W{week:02d}"
+    else:
+        if in_quiet_hours(sub, now):
+            return None
+        return f"immediate:{now.strftime('%Y%m%dT%H%M%S')}"
+    if now < scheduled or scheduled < sub.created_at:
         return None
-    if in_quiet_hours(sub, now):
-        return None
-    return f"immediate:{now.strftime('%Y%m%dT%H%M%S')}"
+    return key
 
 
 def _wanted(sub: SubscriberView, m: StoredMatch) -> bool:
@@ -120,7 +127,7 @@ class DigestBuilder:
     def pending(self, sub: SubscriberView, now: datetime, kind: str) -> list[StoredMatch]:
         since = max(sub.created_at - FIRST_DIGEST_LOOKBACK, now - LOOKBACK)
         floor = Severity.CRITICAL if kind == "alert" else Severity.LOW
-        rows = self.repo.pending_matches(sub.id, list(sub.tickers), since=since, kind=kind, min_severity=int(floor))
+        rows = self.repo.pending_matches(sub.id, list(sub.tickers), since=since, min_severity=int(floor))
         return [m for m in rows if _wanted(sub, m)]
 
     def build(

@@ -47,14 +47,14 @@ class Sender:
         repo: Repo,
         *,
         transport_factory: Callable[[], Transport] | None = None,
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta | None = None,
         retry_base: timedelta = BASE_RETRY_DELAY,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
         self.transport_factory = transport_factory or (lambda: open_transport(settings))
-        self.lease = lease
+        self.lease = lease or timedelta(seconds=settings.send_lease_s)
         self.retry_base = retry_base
         self.rng = random.Random()
         from daemon.store.repo import utcnow

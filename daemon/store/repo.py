@@ -480,16 +480,18 @@ class Repo:
 
     # ---- digest selection --------------------------------------------------------------------
     def pending_matches(
-        self, subscriber_id: int, tickers: Sequence[str], *, since: datetime, kind: str, min_severity: int = 1
+        self, subscriber_id: int, tickers: Sequence[str], *, since: datetime, min_severity: int = 1
     ) -> list[StoredMatch]:
-        """Matches on these tickers not yet sent to this subscriber in mail of this kind."""
+        """Matches on these tickers not yet in any mail to this subscriber (an alert or a digest).
+
+        A critical story that went out as an alert is not repeated in the next digest.
+        """
         if not tickers:
             return []
         sent = exists().where(
             and_(
                 OutboxMatch.match_id == MatchRow.id,
                 OutboxMatch.subscriber_id == subscriber_id,
-                OutboxMatch.kind == kind,
             )
         )
         stmt = (
