@@ -9,8 +9,10 @@ Splits: a bar whose open is within `SPLIT_OPEN_TOL` of prev_close / n and whose 
 `SPLIT_CLOSE_TOL` of it, for n a common split ratio (2:1 … 20:1, or a 1:n reverse split), is
 taken as a split the provider has not adjusted for yet. Earlier bars are divided by n (volumes
 multiplied), so the split day reports its real move, and its event carries `split_ratio = n`
-(reverse: 1/n) for the digest to mention. The cost: a genuine crash that opens and closes at
-exactly a half, third, quarter… of the previous close is taken for a split; the open tolerance
+(reverse: 1/n) for the digest to mention. Reverse 1:2 is not considered: a stock doubling
+overnight is a move worth an alert more often than a 1:2 consolidation is. The cost: a genuine
+crash that opens and closes at exactly a half, third, quarter… of the previous close is taken
+for a split; the open tolerance
 is kept tight (2%) because real crashes rarely open exactly there (AAPL's -52% of 2000-09-29
 opened 9% away from a half, so it stays a move).
 
@@ -35,7 +37,7 @@ VOLUME_MIN_SAMPLES = 5  # fewer non-zero volumes than this: no volume_ratio
 SPLIT_OPEN_TOL = 0.02
 SPLIT_CLOSE_TOL = 0.10
 SPLIT_RATIOS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 10, 15, 20)
-REVERSE_SPLIT_RATIOS: tuple[int, ...] = (2, 3, 4, 5, 8, 10, 15, 20, 25, 30, 40, 50)
+REVERSE_SPLIT_RATIOS: tuple[int, ...] = (3, 4, 5, 8, 10, 15, 20, 25, 30, 40, 50)
 
 
 @dataclass(frozen=True, slots=True)
