@@ -33,6 +33,7 @@ import nh3
 from daemon.models import CATEGORY_LABELS, Digest, DigestEntry, Explanation, Severity, TickerSection
 
 MAX_HTML_BYTES = 90 * 1024
+MAX_ENTRIES = 150  # per message, before any size measurement
 TITLE_MAX = 240
 SUMMARY_MAX = 280
 TEXT_WIDTH = 78
@@ -397,45 +398,61 @@ class Renderer:
     def _render_sized(self, base: str, digest: Digest, now: datetime) -> Rendered:
         """Render; while the HTML is over the cap, move tail entries into overflow and render again."""
         subject = clean_text(digest.subject, 200)
-        sections = list(digest.sections)
-        hidden_sections = hidden_entries = dropped = 0
+        cut = _Cut(list(digest.sections))
+        if cut.total > MAX_ENTRIES:
+            # No reader wants more, and it saves rendering thousands of entries only to drop them.
+            cut.shrink(MAX_ENTRIES)
         for _ in range(40):
             view = digest_view(
-                digest, sections, now=now, hidden_sections=hidden_sections, hidden_entries=hidden_entries
+                digest, cut.sections, now=now, hidden_sections=cut.hidden_sections, hidden_entries=cut.hidden_entries
             )
             text, html = self._render_pair(base, subject, digest=view)
             size = len(html.encode("utf-8"))
             if size <= self.max_html_bytes:
                 break
-            total = sum(len(s.entries) for s in sections)
             ratio = self.max_html_bytes / size * 0.95
-            if total > 0:
-                target = max(0, min(total - 1, int(total * ratio)))
-                filled = sum(1 for s in sections if s.entries)
-                if target < filled and len(sections) > 1:
-                    # too many tickers for one entry each: keep the first ones whole, count the rest
-                    keep = max(1, min(len(sections) - 1, target))
-                    for gone in sections[keep:]:
-                        hidden_sections += 1
-                        hidden_entries += len(gone.entries) + gone.overflow
-                        dropped += len(gone.entries)
-                    sections = sections[:keep]
-                else:
-                    trimmed = _trim_entries(sections, target)
-                    moved = total - sum(len(s.entries) for s in trimmed)
-                    if not moved:
-                        break  # one ticker, one story, still too large: send it as it is
-                    dropped += moved
-                    sections = trimmed
-            elif len(sections) > 1:
-                keep = max(1, min(len(sections) - 1, int(len(sections) * ratio)))
-                for gone in sections[keep:]:
-                    hidden_sections += 1
-                    hidden_entries += gone.overflow
-                sections = sections[:keep]
+            if cut.total > 0:
+                if not cut.shrink(min(cut.total - 1, int(cut.total * ratio))):
+                    break  # one ticker, one story, still too large: send it as it is
+            elif len(cut.sections) > 1:
+                cut.hide_from(max(1, min(len(cut.sections) - 1, int(len(cut.sections) * ratio))))
             else:
                 break  # one empty section and still too large: nothing left to move
-        return Rendered(subject=subject, text=text, html=html, dropped=dropped)
+        return Rendered(subject=subject, text=text, html=html, dropped=cut.dropped)
+
+
+class _Cut:
+    """The sections still shown, and the count of everything moved out of them (never lost)."""
+
+    def __init__(self, sections: list[TickerSection]) -> None:
+        self.sections = sections
+        self.hidden_sections = 0
+        self.hidden_entries = 0
+        self.dropped = 0
+
+    @property
+    def total(self) -> int:
+        return sum(len(s.entries) for s in self.sections)
+
+    def hide_from(self, keep: int) -> None:
+        for gone in self.sections[keep:]:
+            self.hidden_sections += 1
+            self.hidden_entries += len(gone.entries) + gone.overflow
+            self.dropped += len(gone.entries)
+        self.sections = self.sections[:keep]
+
+    def shrink(self, target: int) -> bool:
+        """Down to `target` entries: tail entries of the largest sections first, each ticker keeping
+        its top story; when even one per ticker is too many, whole tickers from the tail."""
+        before = self.total
+        target = max(0, target)
+        filled = sum(1 for s in self.sections if s.entries)
+        if target < filled and len(self.sections) > 1:
+            self.hide_from(max(1, min(len(self.sections) - 1, target)))
+        else:
+            self.sections = _trim_entries(self.sections, target)
+            self.dropped += before - self.total
+        return self.total < before
 
 
 def _trim_entries(sections: list[TickerSection], target: int) -> list[TickerSection]:
