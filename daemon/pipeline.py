@@ -21,12 +21,18 @@ from daemon.fetch import Fetcher
 from daemon.models import FetchResult, Item, Match, SourceSpec, Watchlist
 from daemon.normalize import normalize
 from daemon.parse import parse_feed
+from daemon.prices.alerts import AlertBook, fire
+from daemon.prices.calendar import next_poll_at
+from daemon.prices.events import price_event
+from daemon.prices.providers import ProviderError, get_provider
 from daemon.rules import RuleSet
 from daemon.store.repo import Repo, source_key
 from daemon.tickers import TickerLinker
 
 MAX_BACKOFF = timedelta(hours=6)
 CLUSTER_LOOKBACK = timedelta(hours=48)
+# feedparser notes that do not mean the document is broken (charset or content-type mislabels)
+BENIGN_WARNINGS = ("CharacterEncodingOverride", "NonXMLContentType")
 
 
 @dataclass
@@ -77,12 +83,19 @@ class Pipeline:
         self.specs = {source_key(s): s for s in specs}
         self.linker = TickerLinker(watchlist)
         self.rng = random.Random()
+        self.prices = PricePoller(settings, repo, specs)
 
     def sync(self, now: datetime) -> None:
         self.repo.sync_sources(list(self.specs.values()), now)
 
     async def poll_due(self, now: datetime, rules: RuleSet, *, force: bool = False) -> PollReport:
-        """Poll every due feed source (every one when `force`), concurrently within fetch limits."""
+        """Poll every due source (every one when `force`): feeds concurrently, then prices."""
+        report = await self.poll_feeds(now, rules, force=force)
+        prices = await self.prices.poll_due(now, rules, force=force)
+        report.sources.extend(prices.sources)
+        return report
+
+    async def poll_feeds(self, now: datetime, rules: RuleSet, *, force: bool = False) -> PollReport:
         keys = [k for k, s in self.specs.items() if s.kind == "feed"]
         if force:
             rows = {r.id: r for r in self.repo.list_sources() if r.id in set(keys)}
@@ -123,6 +136,9 @@ class Pipeline:
                 error = f"unreadable feed: {parsed.error}"
             else:
                 rep.fetched = len(parsed.entries)
+                if parsed.warning and not parsed.warning.startswith(BENIGN_WARNINGS):
+                    # recovered what could be read, but the operator should see the feed is broken
+                    error = f"malformed feed ({len(parsed.entries)} entries recovered): {parsed.warning}"
                 for entry in parsed.entries:
                     item = normalize(entry, source_id=spec.id, source_label=spec.display, now=now)
                     if item is not None:
@@ -149,6 +165,73 @@ class Pipeline:
             new_items=len(rep.new_items),
         )
         return rep
+
+
+PRICE_ALERTS_KEY = "price_alert_book"
+
+
+class PricePoller:
+    """Poll price sources on the exchange's session: quotes -> history -> event -> price rules.
+
+    The alert book (armed / cooldown state per rule and ticker) is kept in the database, so a
+    restart neither re-alerts a stock that stays down nor forgets a cooldown.
+    """
+
+    def __init__(self, settings: Settings, repo: Repo, specs: Sequence[SourceSpec]) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.specs = {source_key(s): s for s in specs if s.kind == "prices"}
+        self.rng = random.Random()
+
+    async def poll_due(self, now: datetime, rules: RuleSet, *, force: bool = False) -> PollReport:
+        keys = list(self.specs)
+        rows = {r.id: r for r in (self.repo.list_sources() if force else self.repo.due_sources(now, keys))}
+        rows = {k: v for k, v in rows.items() if k in self.specs}
+        report = PollReport()
+        if not rows:
+            return report
+        book = AlertBook.from_json(self.repo.get_meta(PRICE_ALERTS_KEY))
+        async with Fetcher(self.settings) as fetcher:
+            for key, row in rows.items():
+                spec = self.specs[key]
+                rep = SourceReport(key=key, url=spec.url)
+                result = FetchResult(url=spec.url, status=0)
+                error: str | None = None
+                try:
+                    provider = get_provider(spec.provider or "yahoo")
+                    symbol = spec.ticker or ""
+                    url = spec.url or provider.url_for(symbol)
+                    rep.url = url
+                    if url.startswith("file://"):
+                        body = Path(url.removeprefix("file://")).read_bytes()
+                        result = FetchResult(url=url, status=200, body=body)
+                    else:
+                        result = await fetcher.fetch(url, allow_private=spec.allow_private)
+                    rep.status = result.status
+                    if result.error or not result.ok:
+                        raise ProviderError(result.error or f"HTTP {result.status}")
+                    quotes = provider.parse(result.body, symbol, now=now)
+                    rep.fetched = len(quotes)
+                    self.repo.store_quotes(quotes)
+                    event = price_event(self.repo.quote_history(symbol), exchange=spec.market_hours or "XNYS")
+                    if event is not None:
+                        matches = fire(book, rules, event, now, exchange=spec.market_hours or "XNYS")
+                        if matches:
+                            self.repo.store_price_event(event, matches, now)
+                            rep.price_events.append((symbol, matches))
+                except (ProviderError, OSError, ValueError) as exc:
+                    error = str(exc) or type(exc).__name__
+                rep.error = error
+                failures = row.failures + 1 if error else 0
+                if error:
+                    due = next_due(spec, now, failures, self.rng)
+                else:
+                    due = next_poll_at(now, spec.market_hours or "XNYS", spec.every, now)
+                self.repo.record_poll(key, result, now=now, next_due_at=due, error=error, new_items=0)
+                report.sources.append(rep)
+        self.repo.set_meta(PRICE_ALERTS_KEY, book.to_json())
+        return report
+
 
 
 def _with_tickers(item: Item, tickers: Sequence[str]) -> Item:
