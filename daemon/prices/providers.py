@@ -40,7 +40,9 @@ ErrorKind = Literal["quota", "no-data", "not-found", "html", "format", "stale", 
 #: kinds after which trying again later can help
 RETRYABLE: frozenset[str] = frozenset({"quota", "html", "stale", "upstream"})
 
-_WARSAW = ZoneInfo("Europe/Warsaw")  # Stooq stamps its quotes in Polish local time
+# Stooq stamps its quotes in Polish local time (observed 22:0x for the US close in summer);
+# not documented by Stooq: check against a live answer if the snapshot times look shifted.
+_WARSAW = ZoneInfo("Europe/Warsaw")
 
 
 class ProviderError(KeynewsError):
