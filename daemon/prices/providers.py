@@ -40,8 +40,8 @@ ErrorKind = Literal["quota", "no-data", "not-found", "html", "format", "stale", 
 #: kinds after which trying again later can help
 RETRYABLE: frozenset[str] = frozenset({"quota", "html", "stale", "upstream"})
 
-# Stooq stamps its quotes in Polish local time (observed 22:0x for the US close in summer);
-# not documented by Stooq: check against a live answer if the snapshot times look shifted.
+# Assumed, not verified: Stooq stamps its quotes in Polish local time (Stooq does not document it);
+# check against a live answer: a US close should read 22:0x in summer, 21:0x/22:0x around DST gaps.
 _WARSAW = ZoneInfo("Europe/Warsaw")
 
 
