@@ -178,7 +178,7 @@ class DigestBuilder:
         lead = min(group, key=lambda m: (m.published_at, m.match_id))
         categories = tuple(dict.fromkeys(m.category for m in sorted(group, key=lambda m: -int(m.severity))))
         rule_titles = tuple(dict.fromkeys(m.rule_title or m.rule_id for m in group))
-        explanations = tuple(e for m in group for e in m.explanations)
+        explanations = tuple(dict.fromkeys(e for m in group for e in m.explanations))
         others = tuple(dict.fromkeys(label for label, _url, _t in reports if label and label != lead.source_label))
         move = None
         if lead.item_id is not None:
