@@ -106,8 +106,6 @@ def main() -> int:
                     print(
                         f"  {kind} {d['newid']} {d.get('topics')} {d.get('title', '')!r} | {d.get('body', '')[:150]!r}"
                     )
-    for label in LABELS:
-        pass
     return 0 if ok else 1
 
 

@@ -116,7 +116,10 @@ class RuleSet:
             rid: re2.compile(regex_for_matching(p), re2_options()) for p, rid in self._regex_ids.items()
         }
         self._compiled: list[_Compiled] = []
-        self._leaf_pred: dict[c.Node, Pred] = {}
+        self._leaf_pred: dict[int, Pred] = {}  # by id(): node hashes are deep
+        self._leaf_pids: dict[int, frozenset[int]] = {}
+        self._pos_leaves: dict[str, tuple[c.Node, ...]] = {}
+        self._phrase_len = {pid: len(p) for p, pid in self._phrase_ids.items()}
         lit_rules: dict[tuple[str, int], list[int]] = {}
         always: list[int] = []
         for r in item_rules:
@@ -127,19 +130,12 @@ class RuleSet:
             if not gated:
                 always.append(idx)
                 continue
-            for node in c.walk(r.when):
-                if isinstance(node, c.Phrases):
-                    keys = [("p", self._phrase_ids[p]) for p in node.phrases]
-                elif isinstance(node, c.AllWords):
-                    keys = [("p", self._phrase_ids[w]) for w in node.words]
-                elif isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
-                    keys = [("r", self._regex_ids[p]) for p in node.patterns]
-                else:
-                    continue
-                for k in keys:
-                    lst = lit_rules.setdefault(k, [])
-                    if not lst or lst[-1] != idx:
-                        lst.append(idx)
+            gate = self._gate(r.when)
+            assert gate is not None  # requires_literal() said so
+            for k in gate[1]:
+                lst = lit_rules.setdefault(k, [])
+                if not lst or lst[-1] != idx:
+                    lst.append(idx)
         self._by_phrase = {pid: tuple(v) for (kind, pid), v in lit_rules.items() if kind == "p"}
         self._by_regex = {rid: tuple(v) for (kind, rid), v in lit_rules.items() if kind == "r"}
         self._always = tuple(always)
@@ -166,6 +162,36 @@ class RuleSet:
                     for p in node.patterns:
                         self._url_regex.setdefault(p, re2.compile(regex_for_matching(p), re2_options()))
 
+    def _gate(self, node: c.Node) -> tuple[float, frozenset[tuple[str, int]]] | None:
+        """Literals of which at least one must hit for `node` to be true, with a rough cost.
+
+        For `all`, one child is enough to gate on, so the cheapest (rarest-looking) child is
+        chosen: a regex (already narrowed by its RE2 prefilter) or long phrases rather than a
+        common short word. That keeps the candidates per item few even with 1,000 rules.
+        """
+        if isinstance(node, c.Phrases) and node.field in c.TEXT_FIELDS:
+            keys = frozenset(("p", self._phrase_ids[p]) for p in node.phrases)
+            return sum(1.0 / len(p) for p in node.phrases), keys
+        if isinstance(node, c.AllWords) and node.field in c.TEXT_FIELDS:
+            longest = max(node.words, key=len)
+            return 1.0 / len(longest), frozenset({("p", self._phrase_ids[longest])})
+        if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
+            return 0.01 * len(node.patterns), frozenset(("r", self._regex_ids[p]) for p in node.patterns)
+        if isinstance(node, c.All):
+            gates = [g for g in (self._gate(k) for k in node.children) if g is not None]
+            return min(gates, key=lambda g: g[0]) if gates else None
+        if isinstance(node, c.Any_):
+            cost = 0.0
+            acc: set[tuple[str, int]] = set()
+            for k in node.children:
+                g = self._gate(k)
+                if g is None:
+                    return None
+                cost += g[0]
+                acc |= g[1]
+            return cost, frozenset(acc)
+        return None
+
     def _build_automaton(self) -> None:
         self._auto: Any = None
         if not self._phrase_ids:
@@ -181,17 +207,21 @@ class RuleSet:
         ids = [rid for p, rid in self._regex_ids.items() if self._regex_fields[rid] & set(fields)]
         if not ids:
             return None, []
-        s = re2.Set.SearchSet(re2_options())
+        # FilteredRE2 rather than RE2::Set: a Set's DFA blows up with many `.*` patterns
+        # (measured ~15k titles/s with 300 such patterns), while the filter first matches the
+        # literal atoms each pattern requires, then runs only the patterns whose atoms are
+        # there: exact results, ~20x faster on the bench.
+        f = re2.Filter()
         patterns = {rid: p for p, rid in self._regex_ids.items()}
         for rid in ids:
-            s.Add(regex_for_matching(patterns[rid]))
-        s.Compile()
-        return s, ids
+            f.Add(regex_for_matching(patterns[rid]), re2_options())
+        f.Compile()
+        return f, ids
 
     def _pred(self, node: c.Node) -> Pred:
         pred = self._make_pred(node)
         if not isinstance(node, c.All | c.Any_ | c.Not):
-            self._leaf_pred[node] = pred
+            self._leaf_pred[id(node)] = pred
         return pred
 
     def _make_pred(self, node: c.Node) -> Pred:
@@ -207,6 +237,7 @@ class RuleSet:
         if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
             words = node.phrases if isinstance(node, c.Phrases) else node.words
             pids = frozenset(self._phrase_ids[p] for p in words)
+            self._leaf_pids[id(node)] = pids
             if isinstance(node, c.AllWords):
                 if node.field == "headline":
                     return lambda x: all(p in x.th for p in pids)
@@ -361,8 +392,11 @@ class RuleSet:
     def _explain_item(self, rule: Rule, x: _ItemCtx) -> tuple[Explanation, ...]:
         assert rule.when is not None
         out: list[Explanation] = []
-        for node in _positive_leaves(rule.when):
-            if self._leaf_pred[node](x):
+        leaves = self._pos_leaves.get(rule.id)
+        if leaves is None:
+            leaves = self._pos_leaves[rule.id] = tuple(_positive_leaves(rule.when))
+        for node in leaves:
+            if self._leaf_pred[id(node)](x):
                 out.extend(self._explain_leaf(rule.id, node, x))
         return tuple(dict.fromkeys(out))
 
@@ -375,15 +409,14 @@ class RuleSet:
         out: list[Explanation] = []
         fields = {"headline": ("headline",), "summary": ("summary",), "text": ("headline", "summary")}
         if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
-            words = node.phrases if isinstance(node, c.Phrases) else node.words
+            pids = self._leaf_pids[id(node)]
             for f in fields[node.field]:
                 hits, orig = (x.th, item.title) if f == "headline" else (x.sh, item.summary)
-                for w in words:
-                    pos = hits.get(self._phrase_ids[w])
-                    if pos is not None:
-                        out.append(self._span(rid, f, orig, pos, pos + len(w)))
-                        if len(out) >= _MAX_EXPLAIN_PER_LEAF:
-                            return out
+                for pid in sorted(pids.intersection(hits), key=hits.__getitem__):
+                    pos = hits[pid]
+                    out.append(self._span(rid, f, orig, pos, pos + self._phrase_len[pid]))
+                    if len(out) >= _MAX_EXPLAIN_PER_LEAF:
+                        return out
         elif isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
             for f in fields[node.field]:
                 hit_ids, coll, orig = (x.trx, x.tc, item.title) if f == "headline" else (x.srx, x.sc, item.summary)
@@ -424,7 +457,7 @@ class RuleSet:
         assert rule.when is not None
         out: list[Explanation] = []
         for node in _positive_leaves(rule.when):
-            if isinstance(node, c.Price) and self._leaf_pred[node](ev):
+            if isinstance(node, c.Price) and self._leaf_pred[id(node)](ev):
                 parts = [
                     f"{k.metric}={ev.metrics.get(k.metric, float('nan')):+.2f} ({k.op} {k.value:g})"
                     for k in node.comparisons

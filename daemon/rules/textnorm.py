@@ -23,6 +23,7 @@ _NOSPACE_RANGES: tuple[tuple[int, int], ...] = (
 )
 
 _NONSPACE = re.compile(r"\S+")
+_ODD_SPACE = re.compile(r"^\s|\s$|[^\S ]")
 
 
 def is_nospace_script(ch: str) -> bool:
@@ -55,6 +56,8 @@ def normalize_phrase(phrase: str) -> str:
 
 def to_original(original: str, start: int, end: int) -> tuple[int, int]:
     """Map a [start, end) span of collapse(original) back to offsets in original."""
+    if "  " not in original and not _ODD_SPACE.search(original):
+        return start, end  # collapsing changed nothing
     pos = 0  # position in the collapsed text
     o_start = o_end = -1
     for m in _NONSPACE.finditer(original):
