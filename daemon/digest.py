@@ -32,6 +32,7 @@ from daemon.tokens import sign
 LOOKBACK = timedelta(days=14)
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)
 UNSUBSCRIBE_TTL = timedelta(days=400)
+NEWS_BEFORE_MOVE = timedelta(hours=6)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -181,16 +182,18 @@ class DigestBuilder:
         explanations = tuple(dict.fromkeys(e for m in group for e in m.explanations))
         others = tuple(dict.fromkeys(label for label, _url, _t in reports if label and label != lead.source_label))
         move = None
+        title, summary = lead.title, lead.summary
         if lead.item_id is not None:
             move = move_since(self.history(ticker), lead.published_at)
         elif lead.price_metrics is not None:
             move = lead.price_metrics.get("change_pct")
+            title, summary = self._price_story(ticker, lead)
         return DigestEntry(
-            title=lead.title,
+            title=title,
             url=lead.url,
             source=lead.source_label,
             published_at=lead.published_at,
-            summary=lead.summary,
+            summary=summary,
             categories=categories,
             severity=max(m.severity for m in group),
             explanations=explanations,
@@ -198,6 +201,22 @@ class DigestBuilder:
             also_reported_by=others,
             move_since_pct=move,
         )
+
+    def _price_story(self, ticker: str, m: StoredMatch) -> tuple[str, str]:
+        """A price move reads as a story: the move, and the news (if any) in the hours before it."""
+        metrics = m.price_metrics or {}
+        change, last = metrics.get("change_pct"), metrics.get("last")
+        head = f"{ticker} {change:+.1f}% vs previous close" if change is not None else f"{ticker} price move"
+        if last is not None:
+            head += f" (last {last:,.2f})"
+        title = f"{head}: {m.rule_title or m.rule_id}"
+        news = self.repo.stories_between(ticker, m.published_at - NEWS_BEFORE_MOVE, m.published_at + timedelta(hours=1))
+        if news:
+            listed = "; ".join(f"“{t}” ({src})" for t, src in news[:3])
+            summary = f"News in the {NEWS_BEFORE_MOVE.seconds // 3600} hours before: {listed}"
+        else:
+            summary = f"No news on {ticker} in the {NEWS_BEFORE_MOVE.seconds // 3600} hours before this move."
+        return title, summary
 
     def _price_line(self, ticker: str) -> tuple[float | None, float | None]:
         hist = self.history(ticker)

@@ -526,7 +526,7 @@ class Repo:
                         url=it.url if it is not None else "",
                         source_label=(it.source_label or it.source_id) if it is not None else "prices",
                         summary=it.summary if it is not None else "",
-                        published_at=it.published_at if it is not None else (pe.at if pe is not None else m.created_at),
+                        published_at=it.published_at if it is not None else m.created_at,
                         price_metrics=metrics,
                     )
                 )
@@ -553,6 +553,18 @@ class Repo:
                 for cid, label, sid, url, title in rows:
                     out.setdefault(cid, []).append((label or sid, url, title))
         return out
+
+    def stories_between(self, ticker: str, start: datetime, end: datetime, *, limit: int = 5) -> list[tuple[str, str]]:
+        """(title, source) of the latest stories on a ticker in a time span, newest first."""
+        with self.session() as s:
+            rows = s.execute(
+                select(ItemRow.title, ItemRow.source_label, ItemRow.source_id)
+                .join(ItemTicker, ItemTicker.item_id == ItemRow.id)
+                .where(ItemTicker.ticker == ticker, ItemRow.published_at >= start, ItemRow.published_at <= end)
+                .order_by(ItemRow.published_at.desc())
+                .limit(limit)
+            ).all()
+        return [(title, label or sid) for title, label, sid in rows]
 
     def has_window(self, subscriber_id: int, window_key: str) -> bool:
         with self.session() as s:
