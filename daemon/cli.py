@@ -113,8 +113,10 @@ def poll(
                 rules = ", ".join(sorted({m.rule_id for m in matches}))
                 tick = ",".join(item.tickers) or "-"
                 print(f"  [{tick}] {item.title}  <- {rules}")
-    print(f"polled {len(report.sources)} sources: {report.new_items} new items, {report.matches} matches, "
-          f"{len(report.errors)} errors")
+    print(
+        f"polled {len(report.sources)} sources: {report.new_items} new items, {report.matches} matches, "
+        f"{len(report.errors)} errors"
+    )
 
 
 @subscribers_app.command("add")
@@ -152,7 +154,7 @@ def subscribers_add(
     except KeyError:
         err.print("min-severity must be low, medium, high or critical")
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    q_start, q_end = (quiet.split("-", 1) + [""])[:2] if quiet else (None, None)
+    q_start, q_end = [*quiet.split("-", 1), ""][:2] if quiet else (None, None)
     application = _load_app()
     symbols = [t.strip().upper() for t in tickers.split(",") if t.strip()]
     unknown = [s for s in symbols if application.watchlist.get(s) is None]
@@ -208,8 +210,10 @@ def digest_send(
     window = f"manual:{now.strftime('%Y%m%dT%H%M%S')}" if now_flag else None
     closed = service.close_due(now, force_window=window)
     report = Sender(application.settings, application.repo).send_due()
-    print(f"queued {closed.queued} digests and {closed.alerts} alerts ({closed.skipped} with nothing new); "
-          f"sent {report.sent}, retrying {report.retried}, failed {report.failed}")
+    print(
+        f"queued {closed.queued} digests and {closed.alerts} alerts ({closed.skipped} with nothing new); "
+        f"sent {report.sent}, retrying {report.retried}, failed {report.failed}"
+    )
     for line in report.errors[:20]:
         print(f"  {line}", file=sys.stderr)
     if report.retried or report.failed:
@@ -339,4 +343,3 @@ def main() -> None:
     except KeynewsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-

@@ -262,9 +262,7 @@ class CloseReport:
 class DigestService:
     """Closes due windows: builds, renders and queues each subscriber's mail."""
 
-    def __init__(
-        self, settings: Settings, repo: Repo, watchlist: Watchlist, renderer: Renderer | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, repo: Repo, watchlist: Watchlist, renderer: Renderer | None = None) -> None:
         self.settings = settings
         self.repo = repo
         self.builder = DigestBuilder(settings, repo, watchlist)

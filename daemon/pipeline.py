@@ -209,7 +209,9 @@ class PricePoller:
                         result = await fetcher.fetch(url, allow_private=spec.allow_private)
                     rep.status = result.status
                     if result.error or not result.ok:
-                        raise ProviderError(result.error or f"HTTP {result.status}")
+                        raise ProviderError(
+                            spec.provider or "yahoo", symbol, result.error or f"HTTP {result.status}", kind="upstream"
+                        )
                     quotes = provider.parse(result.body, symbol, now=now)
                     rep.fetched = len(quotes)
                     self.repo.store_quotes(quotes)
@@ -231,7 +233,6 @@ class PricePoller:
                 report.sources.append(rep)
         self.repo.set_meta(PRICE_ALERTS_KEY, book.to_json())
         return report
-
 
 
 def _with_tickers(item: Item, tickers: Sequence[str]) -> Item:

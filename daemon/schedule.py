@@ -7,6 +7,7 @@ Source due times live in the database (source.next_due_at), so the scheduler nee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import datetime
@@ -37,8 +38,9 @@ class Jobs:
         for src in report.errors:
             log.warning("source %s failed: %s", src.key, src.error)
         if report.sources:
-            log.info("polled %d sources: %d new items, %d matches", len(report.sources), report.new_items,
-                     report.matches)
+            log.info(
+                "polled %d sources: %d new items, %d matches", len(report.sources), report.new_items, report.matches
+            )
 
     async def digest(self) -> None:
         closed = await asyncio.to_thread(self.digests.close_due, utcnow())
@@ -68,17 +70,17 @@ async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
     scheduler.add_job(jobs.reload_rules, "interval", seconds=5, id="rules")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, lambda: app.reload_rules(force=True))
-    except (NotImplementedError, RuntimeError, AttributeError):
-        pass
     scheduler.start()
-    log.info("keynews running: %d sources, %d rules, %d watched tickers", len(app.specs), len(app.rules),
-             len(app.watchlist.tickers))
+    log.info(
+        "keynews running: %d sources, %d rules, %d watched tickers",
+        len(app.specs),
+        len(app.rules),
+        len(app.watchlist.tickers),
+    )
     try:
         await stop.wait()
     finally:

@@ -103,7 +103,8 @@ class Sender:
                     try:
                         if transport is None:
                             transport = self.transport_factory()
-                        transport.send(self._sign(row.raw), sender=_envelope_from(self.settings), recipients=[sub.email])
+                        envelope = _envelope_from(self.settings)
+                        transport.send(self._sign(row.raw), sender=envelope, recipients=[sub.email])
                     except DeliveryError as exc:
                         if exc.permanent:
                             self.repo.mark_failed(row.id, str(exc))

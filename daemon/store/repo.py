@@ -564,7 +564,7 @@ class Repo:
                 .order_by(ItemRow.published_at.desc())
                 .limit(limit)
             ).all()
-        return [(title, label or sid) for title, label, sid in rows]
+        return [(str(title), str(label or sid)) for title, label, sid in rows]
 
     def has_window(self, subscriber_id: int, window_key: str) -> bool:
         with self.session() as s:
@@ -701,7 +701,7 @@ class Repo:
     def outbox_counts(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(Outbox.status, func.count()).group_by(Outbox.status)).all()
-            return {status: int(n) for status, n in rows}
+            return {str(status): int(n) for status, n in rows}
 
 
 def utcnow() -> datetime:

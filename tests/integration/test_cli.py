@@ -42,7 +42,8 @@ def keynews(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
 
 
 def _sources(server: FeedServer) -> str:
-    return f"defaults: {{every: 1m, jitter: 0s}}\nsources:\n  - id: wire\n    url: {server.url('/feed.xml')}\n    allow_private: true\n"
+    url = server.url("/feed.xml")
+    return f"defaults: {{every: 1m, jitter: 0s}}\nsources:\n  - id: wire\n    url: {url}\n    allow_private: true\n"
 
 
 BAD_RULE = """rules:
@@ -105,7 +106,8 @@ def test_digest_send_now_writes_eml_when_no_smtp_host(tmp_path: Path, feed_serve
     assert not list((tmp_path / "outbox").glob("*.eml"))  # preview sends nothing
     sent = keynews(env, "digest", "send", "--now")
     assert sent.returncode == 0, sent.stderr
-    msgs = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in (tmp_path / "outbox").glob("*.eml")]
+    files = (tmp_path / "outbox").glob("*.eml")
+    msgs = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
     by_subject = {str(m["Subject"]): m for m in msgs}
     assert len(msgs) == 2, list(by_subject)  # the critical guidance cut went out as its own alert
     alert = next(m for s, m in by_subject.items() if s.startswith("Alert"))
@@ -125,11 +127,19 @@ def test_run_polls_mails_reloads_rules_and_stops_cleanly(
     feed_server.add("/feed.xml", FEED)
     settings = make_workspace(tmp_path, _sources(feed_server), smtp_host="127.0.0.1", smtp_port=smtp_sink.port)
     env = settings_env(settings) | {"KEYNEWS_TICK_SECONDS": "1"}
-    assert keynews(env, "subscribers", "add", "now@example.com", "--tickers", "KC,ACME",
-                   "--frequency", "immediate").returncode == 0
+    assert (
+        keynews(
+            env, "subscribers", "add", "now@example.com", "--tickers", "KC,ACME", "--frequency", "immediate"
+        ).returncode
+        == 0
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run"], cwd=REPO, env={**os.environ, **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "daemon", "run"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 90

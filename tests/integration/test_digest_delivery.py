@@ -61,7 +61,7 @@ def test_digest_arrives_with_headers_parts_and_why(app: App, smtp_sink: SmtpSink
     assert closed.queued == 1
     report = Sender(app.settings, app.repo).send_due()
     assert report.sent == 1
-    (_frm, rcpts, raw), = smtp_sink.messages
+    ((_frm, rcpts, raw),) = smtp_sink.messages
     assert rcpts == ["ann@example.com"]
     msg = _parse(raw)
     assert msg.get_content_type() == "multipart/alternative"
@@ -146,8 +146,15 @@ def test_address_that_keeps_bouncing_is_marked_and_skipped(app: App, smtp_sink: 
 
 
 def test_critical_match_goes_out_at_once_as_an_alert_outside_quiet_hours(app: App, smtp_sink: SmtpSink) -> None:
-    app.repo.add_subscriber("cat@example.com", ["KC"], now=NOW - timedelta(days=1), frequency="weekly",
-                            quiet_start="22:00", quiet_end="07:00", tz="UTC")
+    app.repo.add_subscriber(
+        "cat@example.com",
+        ["KC"],
+        now=NOW - timedelta(days=1),
+        frequency="weekly",
+        quiet_start="22:00",
+        quiet_end="07:00",
+        tz="UTC",
+    )
     seed(app.repo, 1, severity=Severity.CRITICAL)
     service = DigestService(app.settings, app.repo, app.watchlist)
     quiet_night = NOW.replace(hour=23)
@@ -156,7 +163,7 @@ def test_critical_match_goes_out_at_once_as_an_alert_outside_quiet_hours(app: Ap
     assert service.close_due(morning).alerts == 1
     assert service.close_due(morning + timedelta(minutes=1)).alerts == 0
     Sender(app.settings, app.repo).send_due()
-    (_f, _r, raw), = smtp_sink.messages
+    ((_f, _r, raw),) = smtp_sink.messages
     assert _parse(raw)["Subject"].startswith("Alert")
 
 
@@ -184,8 +191,9 @@ def test_subscriber_preferences_filter_categories_and_severity(app: App, smtp_si
 def test_windows_follow_the_subscribers_clock() -> None:
     from daemon.store.repo import SubscriberView
 
-    base = SubscriberView(1, "a@x.test", "active", "daily", "Asia/Tokyo", "08:00", 0, None, None, "skip",
-                          NOW - timedelta(days=30), {})
+    base = SubscriberView(
+        1, "a@x.test", "active", "daily", "Asia/Tokyo", "08:00", 0, None, None, "skip", NOW - timedelta(days=30), {}
+    )
     # 2026-11-27 15:00 UTC is 2026-11-28 00:00 in Tokyo: before 08:00, nothing due
     assert due_window(base, NOW) is None
     assert due_window(base, NOW + timedelta(hours=8)) == "daily:2026-11-28"

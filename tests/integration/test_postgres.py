@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
@@ -47,8 +47,15 @@ def repo() -> Iterator[Repo]:
 
 
 def _item(i: int) -> Item:
-    return Item(uid=f"pg{i}", source_id="wire", url=f"https://x.example.com/{i}", title=f"story {i}: financial results",
-                summary="", published_at=NOW, tickers=("KC",))
+    return Item(
+        uid=f"pg{i}",
+        source_id="wire",
+        url=f"https://x.example.com/{i}",
+        title=f"story {i}: financial results",
+        summary="",
+        published_at=NOW,
+        tickers=("KC",),
+    )
 
 
 MATCH = Match("results", "Results", "earnings", Severity.HIGH, "KC", (Explanation("results", "headline", "results"),))
@@ -67,8 +74,16 @@ def test_window_closes_once_and_claims_never_overlap(repo: Repo) -> None:
     for sid in subs:
         pending = repo.pending_matches(sid, ["KC"], since=NOW - timedelta(days=2))
         assert len(pending) == 3
-        kwargs = dict(subscriber_id=sid, window_key="daily:x", kind="digest", message_id=f"<{sid}@t>", subject="s",
-                      raw=b"raw", match_ids=[m.match_id for m in pending], now=NOW)
+        kwargs = dict(
+            subscriber_id=sid,
+            window_key="daily:x",
+            kind="digest",
+            message_id=f"<{sid}@t>",
+            subject="s",
+            raw=b"raw",
+            match_ids=[m.match_id for m in pending],
+            now=NOW,
+        )
         assert repo.close_window(**kwargs) is not None  # type: ignore[arg-type]
         assert repo.close_window(**kwargs) is None  # type: ignore[arg-type]
         assert repo.pending_matches(sid, ["KC"], since=NOW - timedelta(days=2)) == []

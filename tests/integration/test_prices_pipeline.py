@@ -19,7 +19,9 @@ from daemon.prices.calendar import is_trading_day
 from daemon.service import App
 
 NY = ZoneInfo("America/New_York")
-PRICE_RULES = TEST_RULES + """\
+PRICE_RULES = (
+    TEST_RULES
+    + """\
   - id: big-move
     title: Price moved 5% or more in a day
     category: price
@@ -27,6 +29,7 @@ PRICE_RULES = TEST_RULES + """\
     when:
       price: {change_pct: {abs_gte: 5}, window: 1d}
 """
+)
 
 
 def chart(closes: list[float], last_day: date) -> bytes:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 from smtpserver import SmtpSink
+from test_digest_delivery import seed
 from workspace import NOW, make_workspace, settings_env
 
 from daemon.digest import DigestService
 from daemon.service import App
-
-from test_digest_delivery import seed  # noqa: E402  (same directory)
 
 SUBSCRIBERS = 50
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +66,7 @@ def test_sigkill_mid_send_loses_nothing_and_never_sends_two_different_digests(
     time.sleep(2.2)  # the dead sender's lease runs out
     smtp_sink.delay(0)
     restart = _run_sender(env)
-    out, err = restart.communicate(timeout=120)
+    _out, err = restart.communicate(timeout=120)
     assert restart.returncode == 0, err.decode()
 
     by_rcpt: dict[str, list[str]] = defaultdict(list)
