@@ -280,6 +280,7 @@ def regex_error(pattern: str) -> str | None:
     except re2.error as e:
         raw = e.args[0] if e.args else str(e)
         reason = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        reason = reason.replace(regex_for_matching(pattern), pattern)
         hint = ""
         if "invalid perl operator" in reason or "invalid escape" in reason:
             hint = " (RE2 has no lookaround or backreferences)"

@@ -1,0 +1,202 @@
+"""Compiled matcher semantics: boundaries, Unicode, combinators, fields, scope, price, explanations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from daemon.models import Item, PriceEvent, Severity
+from daemon.rules import RuleSet, load_rules_text, watched_scope
+
+NOW = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def item(title: str, summary: str = "", **kw: object) -> Item:
+    return Item(
+        uid="u1",
+        source_id=str(kw.pop("source_id", "wire")),
+        url=str(kw.pop("url", "")),
+        title=title,
+        summary=summary,
+        published_at=NOW,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def rules(body: str) -> RuleSet:
+    return load_rules_text("rules:\n" + body)
+
+
+def ids(rs: RuleSet, it: Item) -> list[str]:
+    return [m.rule_id for m in rs.match_item(it)]
+
+
+def one(when: str, category: str = "other") -> RuleSet:
+    return rules(f"  - id: r\n    category: {category}\n    when: {when}\n")
+
+
+def test_phrases_are_whole_words_case_insensitive() -> None:
+    rs = one("{headline: {phrases: [merger, cut]}}")
+    assert ids(rs, item("MERGER talks")) == ["r"]
+    assert ids(rs, item("Acme, merger.")) == ["r"]
+    assert ids(rs, item("Two mergers")) == []
+    assert ids(rs, item("Cutting costs")) == []
+    assert ids(rs, item("Acme to cut jobs")) == ["r"]
+    assert ids(rs, item("Shortcut")) == []
+
+
+def test_multiword_phrase_spans_line_breaks() -> None:
+    rs = one("{summary: {phrases: [net income]}}")
+    assert ids(rs, item("x", "rose as net\n    income grew")) == ["r"]
+    assert ids(rs, item("x", "net incomes")) == []
+
+
+def test_unicode_words_and_cjk() -> None:
+    rs = one("{text: {phrases: [café, 金山云, société générale]}}")
+    assert ids(rs, item("Le Café ouvre")) == ["r"]
+    assert ids(rs, item("Les cafés ouvrent")) == []
+    assert ids(rs, item("x", "金山云发布第三季度业绩")) == ["r"]  # no spaces in Chinese: no boundary asked
+    assert ids(rs, item("SOCIÉTÉ GÉNÉRALE results")) == ["r"]
+    assert ids(rs, item("Sociétés générales")) == []
+    rs = one("{headline: {phrases: [naïve]}}")
+    assert ids(rs, item("naïveté")) == []
+
+
+def test_all_words_any_order_in_either_field() -> None:
+    rs = one("{text: {all_words: [raises, outlook]}}")
+    assert ids(rs, item("Acme raises", "full-year outlook")) == ["r"]
+    assert ids(rs, item("Acme raises prices")) == []
+    rs = one("{headline: {all_words: [raises, outlook]}}")
+    assert ids(rs, item("Acme raises", "full-year outlook")) == []
+
+
+def test_regex_case_insensitive_by_default_and_case_sensitive_opt_in() -> None:
+    rs = one(r"""{headline: {regex: '\b(first|second)[- ]quarter\b.*\bresults\b'}}""")
+    assert ids(rs, item("SECOND-QUARTER 2024 RESULTS")) == ["r"]
+    assert ids(rs, item("quarter results, first")) == []
+    rs = one(r"""{headline: {regex: '(?-i)\bNYSE\b'}}""")
+    assert ids(rs, item("Listed on NYSE")) == ["r"]
+    assert ids(rs, item("listed on nyse")) == []
+
+
+def test_regex_without_literal_atoms() -> None:
+    rs = one(r"""{summary: {regex: '\b\d{3}\.\d\b'}}""")
+    assert ids(rs, item("x", "up to 123.4 mln")) == ["r"]
+    assert ids(rs, item("x", "up to 12.4 mln")) == []
+
+
+def test_any_all_not_and_unless() -> None:
+    rs = rules(
+        "  - id: r\n    category: m&a\n    when:\n      all:\n"
+        "        - headline: {phrases: [sale, offer]}\n"
+        "        - any:\n            - summary: {phrases: [agreed to sell]}\n"
+        "            - summary: {regex: 'tender offer'}\n"
+        "        - not: {source: {in: [rumours]}}\n"
+        "    unless: {headline: {phrases: [public offering]}}\n"
+    )
+    assert ids(rs, item("Acme sale", "Acme agreed to sell its unit")) == ["r"]
+    assert ids(rs, item("Acme offer", "launched a tender offer")) == ["r"]
+    assert ids(rs, item("Acme sale", "nothing here")) == []
+    assert ids(rs, item("Acme sale", "agreed to sell", source_id="rumours")) == []
+    assert ids(rs, item("Acme public offering, sale", "agreed to sell")) == []
+
+
+def test_rule_without_literals_is_always_evaluated() -> None:
+    rs = one("{not: {headline: {phrases: [boring]}}}")
+    assert ids(rs, item("anything")) == ["r"]
+    assert ids(rs, item("boring")) == []
+
+
+def test_filing_forms_amendments_prefix_and_items() -> None:
+    rs = rules(
+        "  - id: e\n    category: earnings\n    when: {filing: {form: ['8-K'], items: ['2.02']}}\n"
+        "  - id: p\n    category: financing\n    when: {filing: {form: ['424B*']}}\n"
+        "  - id: amend\n    category: filing\n    when: {filing: {form: ['10-K/A']}}\n"
+    )
+    assert ids(rs, item("8-K", form="8-K", filing_items=("2.02", "9.01"))) == ["e"]
+    assert ids(rs, item("8-K/A", form="8-K/A", filing_items=("2.02",))) == ["e"]
+    assert ids(rs, item("8-K", form="8-K", filing_items=("5.02",))) == []
+    assert ids(rs, item("10-K", form="10-K")) == []
+    assert ids(rs, item("424B3", form="424B3")) == ["p"]
+    assert ids(rs, item("10-K/A", form="10-k/a")) == ["amend"]
+    assert ids(rs, item("no form")) == []
+
+
+def test_source_url_and_tickers_fields() -> None:
+    rs = rules(
+        "  - id: s\n    category: other\n    when: {source: {in: [edgar]}}\n"
+        "  - id: u\n    category: other\n    when: {url: {phrases: [sec.gov]}}\n"
+        "  - id: t\n    category: other\n    when: {tickers: {in: [kc, AAPL]}}\n"
+    )
+    assert ids(rs, item("x", source_id="edgar")) == ["s"]
+    assert ids(rs, item("x", url="https://www.sec.gov/Archives/x")) == ["u"]
+    assert ids(rs, item("x", url="https://notsec.gov.example/")) == []
+    assert [m.rule_id for m in rs.match_item(item("x", tickers=("KC",)))] == ["t"]
+
+
+def test_ticker_scope_one_match_per_ticker_in_scope() -> None:
+    rs = rules(
+        "  - id: all\n    category: other\n    when: {headline: {phrases: [news]}}\n"
+        "  - id: kc\n    category: other\n    tickers: [KC]\n    when: {headline: {phrases: [news]}}\n"
+    )
+    got = [(m.rule_id, m.ticker) for m in rs.match_item(item("news", tickers=("KC", "MSFT")))]
+    assert got == [("all", "KC"), ("all", "MSFT"), ("kc", "KC")]
+    # No tickers on the item: one unscoped match for "*" rules; named-ticker rules need their ticker.
+    assert [(m.rule_id, m.ticker) for m in rs.match_item(item("news"))] == [("all", "")]
+    assert [(m.rule_id, m.ticker) for m in rs.match_item(item("news"), ignore_scope=True)] == [("all", ""), ("kc", "")]
+    r = rs.get("kc")
+    assert r is not None and watched_scope(r, ["KC", "MSFT"]) == ("KC",)
+
+
+def test_match_fields_and_explanation_spans() -> None:
+    rs = rules(
+        "  - id: r\n    title: Results\n    category: earnings\n    severity: high\n    when:\n      any:\n"
+        "        - headline: {phrases: [financial results]}\n"
+        r"        - summary: {regex: '\bshr \d+ cts\b'}"
+        "\n"
+        "        - filing: {form: ['8-K']}\n"
+    )
+    title = "Kingsoft Cloud Reports Third Quarter 2024 Unaudited Financial\n  Results"
+    summary = "Highlights:\n    Shr 22 cts vs 15 cts"
+    (m,) = rs.match_item(item(title, summary))
+    assert (m.rule_id, m.rule_title, m.category, m.severity, m.ticker) == (
+        "r",
+        "Results",
+        "earnings",
+        Severity.HIGH,
+        "",
+    )
+    by_field = {e.field: e for e in m.explanations}
+    assert set(by_field) == {"headline", "summary"}  # the filing leaf was false: no explanation
+    h, s = by_field["headline"], by_field["summary"]
+    assert title[h.start : h.end] == h.text == "Financial\n  Results"
+    assert summary[s.start : s.end] == s.text == "Shr 22 cts"
+    assert h.as_dict() == {"rule": "r", "field": "headline", "text": h.text, "start": h.start, "end": h.end}
+
+
+def test_unicode_explanation_offsets() -> None:
+    rs = one("{text: {phrases: [金山云]}}")
+    summary = "公司公告：金山云发布业绩"
+    (m,) = rs.match_item(item("x", summary))
+    (e,) = m.explanations
+    assert (e.field, e.text, summary[e.start : e.end]) == ("summary", "金山云", "金山云")
+
+
+def test_price_rules() -> None:
+    rs = rules(
+        "  - id: move\n    category: price\n    severity: critical\n    cooldown: 1d\n"
+        "    when: {price: {change_pct: {abs_gte: 5}, window: 1d}}\n"
+        "  - id: kc-vol\n    category: price\n    tickers: [KC]\n"
+        "    when:\n      any:\n        - price: {volume_ratio: {gte: 3}}\n        - price: {high_days: {gte: 250}}\n"
+        "  - id: news\n    category: other\n    when: {headline: {phrases: [x]}}\n"
+    )
+    assert [r.id for r in rs.price_rules()] == ["move", "kc-vol"]
+    down = PriceEvent("MSFT", NOW, {"change_pct": -6.2, "volume_ratio": 4.0}, "1d")
+    (m,) = rs.match_price(down)
+    assert (m.rule_id, m.ticker, m.severity) == ("move", "MSFT", Severity.CRITICAL)
+    assert m.explanations[0].field == "price" and "change_pct=-6.20" in m.explanations[0].text
+    assert rs.match_price(PriceEvent("MSFT", NOW, {"change_pct": 4.9}, "1d")) == []
+    assert rs.match_price(PriceEvent("MSFT", NOW, {"change_pct": 7.0}, "5d")) == []
+    assert rs.match_price(PriceEvent("MSFT", NOW, {}, "1d")) == []
+    got = [m.rule_id for m in rs.match_price(PriceEvent("KC", NOW, {"change_pct": 1.0, "high_days": 300}, "1d"))]
+    assert got == ["kc-vol"]
+    assert rs.match_item(item("x y")) != [] and all(not m.rule_id.startswith("move") for m in rs.match_item(item("x")))
