@@ -6,18 +6,18 @@ and aliases, and finally the bare symbol as an upper-case word. Short symbols ar
 false positive ("KC" in "KC-135", "IT", "ON"), so a bare symbol counts only when it has at least
 three letters and is not an ordinary English word; two-letter symbols need a stronger signal.
 
-Names and aliases come from the operator's watchlist (trusted), so one alternation regex on the
-stdlib `re` is fine: one scan per item however many companies are watched.
+Names and aliases go into one Aho-Corasick automaton (pyahocorasick), so linking costs one pass
+over the text however many companies are watched.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import ahocorasick
 import yaml
 
 from daemon.errors import ConfigError
@@ -76,8 +76,7 @@ class TickerLinker:
                     names.setdefault(_fold(alias), set()).add(t.symbol)
             for name in _name_forms(t.name):
                 names.setdefault(_fold(name), set()).add(t.symbol)
-        self._names = names
-        self._name_re = _compile_names(names)
+        self._names = _NameMatcher(names)
         self._bare_ok = frozenset(s for s in self._symbols if len(s) >= 3 and s.isalpha() and s not in COMMON_WORDS)
 
     def _add_code(self, code: str, symbol: str) -> None:
@@ -111,9 +110,7 @@ class TickerLinker:
         for m in _PAREN_SYMBOL.finditer(text):
             if m.group(1) in self._symbols and len(m.group(1)) >= 3:
                 found.add(m.group(1))
-        if self._name_re is not None:
-            for m in self._name_re.finditer(text):
-                found |= self._names.get(_fold(m.group(0)), set())
+        found |= self._names.find(text)
         if self._bare_ok:
             for segment in (item.title, item.summary):
                 if _shouting(segment):
@@ -153,19 +150,46 @@ def _has_cjk(s: str) -> bool:
     )
 
 
-def _compile_names(names: Iterable[str]) -> re.Pattern[str] | None:
-    """One alternation, longest first. CJK names have no word boundaries: plain substring."""
-    ordered = sorted(set(names), key=lambda n: (-len(n), n))
-    bounded = [re.escape(n).replace(r"\ ", r"\s+") for n in ordered if not _has_cjk(n)]
-    plain = [re.escape(n) for n in ordered if _has_cjk(n)]
-    parts = []
-    if bounded:
-        parts.append(r"(?<!\w)(?:" + "|".join(bounded) + r")(?!\w)")
-    if plain:
-        parts.append("(?:" + "|".join(plain) + ")")
-    if not parts:
-        return None
-    return re.compile("|".join(parts), re.IGNORECASE)
+class _NameMatcher:
+    """All names and aliases in one Aho-Corasick automaton over case-folded text.
+
+    One pass per item whatever the watchlist size (a 5,000-name regex alternation managed ~150
+    items/s; the automaton is linear in the text). Latin names must sit on word boundaries;
+    CJK names have none, so any occurrence counts.
+    """
+
+    def __init__(self, names: dict[str, set[str]]) -> None:
+        self._automaton = ahocorasick.Automaton()
+        for name, symbols in names.items():
+            self._automaton.add_word(name, (len(name), _has_cjk(name), tuple(sorted(symbols))))
+        self._empty = not names
+        if not self._empty:
+            self._automaton.make_automaton()
+
+    def find(self, text: str) -> set[str]:
+        if self._empty:
+            return set()
+        folded = _fold(text)
+        last = len(folded) - 1
+        hits: list[tuple[int, int, tuple[str, ...]]] = []
+        for end, (length, cjk, symbols) in self._automaton.iter(folded):
+            start = end - length + 1
+            if not cjk and (
+                (start > 0 and _word_char(folded[start - 1])) or (end < last and _word_char(folded[end + 1]))
+            ):
+                continue
+            hits.append((start, end, symbols))
+        # A name inside a longer matched name belongs to the longer one:
+        # "Apple" in "Apple Hospitality REIT" is not Apple Inc.
+        found: set[str] = set()
+        for start, end, symbols in hits:
+            if not any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in hits):
+                found.update(symbols)
+        return found
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 def _shouting(text: str) -> bool:

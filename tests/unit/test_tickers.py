@@ -78,6 +78,14 @@ def test_names_and_aliases() -> None:
     assert link("ServiceNow beats") == ("NOW",)
 
 
+def test_name_inside_a_longer_watched_name_is_not_linked() -> None:
+    linker = TickerLinker(
+        Watchlist(tickers=(Ticker("AAPL", "Apple Inc.", aliases=("Apple",)), Ticker("APLE", "Apple Hospitality REIT")))
+    )
+    assert linker.link(item("Apple Hospitality REIT raises dividend")) == ("APLE",)
+    assert linker.link(item("Apple Hospitality REIT and Apple both up")) == ("AAPL", "APLE")
+
+
 def test_names_are_word_bounded() -> None:
     assert link("Microsofty startup clones Windows") == ()
     assert link("MyKingsoft Cloudy day") == ()
