@@ -208,3 +208,17 @@ def test_fetch_once_sync(feed_server: FeedServer) -> None:
     feed_server.add("/x", FEED)
     res = fetch_once(SETTINGS, feed_server.url("/x"), allow_private=True)
     assert res.ok and res.body == FEED and res.elapsed_s >= 0
+
+
+def test_sec_rate_limit_spaces_requests() -> None:
+    """sec.gov hosts share one limiter; at 20/s five calls span at least four intervals."""
+    from daemon.fetch import _RateLimit
+
+    async def go() -> float:
+        limit = _RateLimit(20.0)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await asyncio.gather(*(limit.wait() for _ in range(5)))
+        return loop.time() - t0
+
+    assert asyncio.run(go()) >= 4 * 0.05 * 0.95  # lower bound only: sleeps never end early
