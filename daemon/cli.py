@@ -330,6 +330,27 @@ def demo(
 
 
 @app.command()
+def web(
+    host: Annotated[str | None, typer.Option(help="Listen address (default: KEYNEWS_WEB_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: KEYNEWS_WEB_PORT)")] = None,
+) -> None:
+    """Serve only the subscriber pages (unsubscribe, preferences, /healthz); `run` serves them too."""
+    application = _load_app()
+    from daemon.web.app import WebApp, serve
+
+    server, thread = serve(
+        WebApp(application.settings, application.repo, application.watchlist),
+        host or application.settings.web_host,
+        port if port is not None else application.settings.web_port,
+    )
+    print(f"serving on http://{host or application.settings.web_host}:{server.server_port}")
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from daemon import __version__

@@ -365,6 +365,10 @@ class Renderer:
     def _render(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)
 
+    def render_page(self, name: str, **context: Any) -> str:
+        """A subscriber web page (templates/web/*.html.j2): autoescaped like the mail templates."""
+        return self._render(f"web/{name}.html.j2", **context)
+
     def _render_pair(self, base: str, subject: str, **context: Any) -> tuple[str, str]:
         text = self._render(f"{base}.txt.j2", subject=subject, **context)
         text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"

@@ -75,6 +75,17 @@ async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, lambda: app.reload_rules(force=True))
     scheduler.start()
+    web_server = None
+    if app.settings.web_port > 0:
+        from daemon.web.app import WebApp, serve
+
+        try:
+            web_server, _thread = serve(
+                WebApp(app.settings, app.repo, app.watchlist), app.settings.web_host, app.settings.web_port
+            )
+            log.info("subscriber pages on http://%s:%d", app.settings.web_host, web_server.server_port)
+        except OSError as exc:
+            log.error("web pages not served (%s:%d): %s", app.settings.web_host, app.settings.web_port, exc)
     log.info(
         "keynews running: %d sources, %d rules, %d watched tickers",
         len(app.specs),
@@ -85,5 +96,7 @@ async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("stopping: waiting for running jobs")
+        if web_server is not None:
+            web_server.shutdown()
         scheduler.shutdown(wait=True)
         app.close()

@@ -101,6 +101,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "KEYNEWS_MAIL_FROM": settings.mail_from,
         "KEYNEWS_BASE_URL": settings.base_url,
         "KEYNEWS_CONFIG": "/nonexistent/keynews.yaml",
+        "KEYNEWS_WEB_PORT": "0",
     }
     if settings.smtp_host:
         env["KEYNEWS_SMTP_HOST"] = settings.smtp_host

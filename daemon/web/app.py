@@ -1,0 +1,207 @@
+"""The subscriber's small web page: one-click unsubscribe (RFC 8058), preferences, health.
+
+A plain WSGI app on the standard library: four routes do not need a framework. Every page that
+changes something is reached only with a signed token from the subscriber's own mail, and only
+by POST, so link scanners that fetch every URL in a message cannot unsubscribe anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from daemon.config import Settings
+from daemon.models import FREQUENCIES, Watchlist
+from daemon.render import Renderer
+from daemon.store.repo import Repo, SubscriberView, utcnow
+from daemon.tokens import TokenError, verify
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+MAX_FORM_BYTES = 16 * 1024
+
+_SECURITY_HEADERS = [
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+]
+
+
+class WebApp:
+    def __init__(
+        self, settings: Settings, repo: Repo, watchlist: Watchlist, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.watchlist = watchlist
+        self.renderer = Renderer(settings.templates_dir)
+        self.secret = settings.secret_key or repo.secret_key()
+        self.clock = clock
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/")
+        parts = [p for p in path.split("/") if p]
+        if parts == ["healthz"]:
+            return self._json(start_response, {"ok": True, "outbox": self.repo.outbox_counts()})
+        leave = len(parts) == 3 and parts[0] == "preferences" and parts[2] == "unsubscribe"
+        if (len(parts) == 2 and parts[0] in ("unsubscribe", "preferences")) or leave:
+            sub = self._subscriber(parts[1], parts[0])
+            if sub is None:
+                return self._page(
+                    start_response,
+                    "400 Bad Request",
+                    "message",
+                    title="Link not valid",
+                    message="This link is not valid or has expired. Use the link in a recent keynews email.",
+                )
+            form = self._form(environ) if method == "POST" else {}
+            if leave and method == "POST":
+                return self._unsubscribe(start_response, method, sub, parts[1], form)
+            if parts[0] == "unsubscribe":
+                return self._unsubscribe(start_response, method, sub, parts[1], form)
+            return self._preferences(start_response, method, sub, parts[1], form)
+        return self._page(start_response, "404 Not Found", "message", title="Not found", message="Nothing here.")
+
+    # ---- routes ------------------------------------------------------------------------------
+    def _unsubscribe(
+        self, start_response: StartResponse, method: str, sub: SubscriberView, token: str, form: dict[str, str]
+    ) -> Iterable[bytes]:
+        if method == "POST":
+            # RFC 8058 one-click (List-Unsubscribe=One-Click) or the page's own button
+            self.repo.set_subscriber_status(sub.id, "unsubscribed")
+            return self._page(
+                start_response,
+                "200 OK",
+                "message",
+                title="Unsubscribed",
+                message=f"{sub.email} will get no more keynews mail.",
+            )
+        return self._page(
+            start_response,
+            "200 OK",
+            "unsubscribe",
+            title="Unsubscribe",
+            email=sub.email,
+            action=f"/unsubscribe/{token}",
+        )
+
+    def _preferences(
+        self, start_response: StartResponse, method: str, sub: SubscriberView, token: str, form: dict[str, str]
+    ) -> Iterable[bytes]:
+        saved = False
+        if method == "POST":
+            symbols = [t.strip().upper() for t in form.get("tickers", "").split(",") if t.strip()]
+            known = set(self.watchlist.symbols())
+            symbols = [s for s in symbols if s in known]
+            frequency = form.get("frequency", sub.frequency)
+            send_time = form.get("send_time", sub.send_time)
+            if frequency not in FREQUENCIES or not _valid_hhmm(send_time):
+                return self._page(
+                    start_response,
+                    "400 Bad Request",
+                    "message",
+                    title="Not saved",
+                    message="Please choose a frequency and a time like 07:30.",
+                )
+            cats = next(iter(sub.tickers.values()), (frozenset(), 1))
+            self.repo.add_subscriber(
+                sub.email,
+                symbols,
+                now=self.clock(),
+                frequency=frequency,
+                tz=sub.tz,
+                send_time=send_time,
+                status=sub.status,
+                categories=sorted(cats[0]),
+                min_severity=cats[1],
+                quiet_start=sub.quiet_start,
+                quiet_end=sub.quiet_end,
+                nothing_new=sub.nothing_new,
+                weekly_day=sub.weekly_day,
+            )
+            sub = self.repo.subscribers(email=sub.email)[0]
+            saved = True
+        return self._page(
+            start_response,
+            "200 OK",
+            "preferences",
+            title="Your keynews mail",
+            email=sub.email,
+            tickers=", ".join(sorted(sub.tickers)),
+            watchlist=", ".join(self.watchlist.symbols()),
+            frequency=sub.frequency,
+            frequencies=FREQUENCIES,
+            send_time=sub.send_time,
+            tz=sub.tz,
+            saved=saved,
+            action=f"/preferences/{token}",
+            unsubscribe_action=f"/preferences/{token}/unsubscribe",
+        )
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _subscriber(self, token: str, purpose: str) -> SubscriberView | None:
+        try:
+            payload = verify(token, self.secret, purpose=purpose, now=self.clock())
+            sub_id = int(payload)
+        except (TokenError, ValueError):
+            return None
+        for sub in self.repo.subscribers():
+            if sub.id == sub_id:
+                return sub
+        return None
+
+    @staticmethod
+    def _form(environ: dict[str, Any]) -> dict[str, str]:
+        try:
+            length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_FORM_BYTES)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length).decode("utf-8", "replace") if length else ""
+        return {k: v[0] for k, v in parse_qs(body).items()}
+
+    def _page(self, start_response: StartResponse, status: str, name: str, **context: Any) -> Iterable[bytes]:
+        body = self.renderer.render_page(name, **context).encode()
+        start_response(
+            status,
+            [("Content-Type", "text/html; charset=utf-8"), *_SECURITY_HEADERS, ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    @staticmethod
+    def _json(start_response: StartResponse, data: object) -> Iterable[bytes]:
+        body = json.dumps(data).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _valid_hhmm(value: str) -> bool:
+    try:
+        h, m = value.split(":")
+        return 0 <= int(h) < 24 and 0 <= int(m) < 60 and len(m) == 2
+    except ValueError:
+        return False
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def serve(app: WebApp, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Start serving in a background thread; returns the server (its port may have been 0)."""
+    server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="keynews-web", daemon=True)
+    thread.start()
+    return server, thread

@@ -1,0 +1,93 @@
+"""Subscriber pages over real HTTP: signed links, one-click unsubscribe (RFC 8058), preferences."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from workspace import NOW, make_workspace
+
+from daemon.digest import DigestBuilder
+from daemon.service import App
+from daemon.web.app import WebApp, serve
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[App, str]]:
+    app = App.load(make_workspace(tmp_path, "sources: []\n"))
+    server, _thread = serve(WebApp(app.settings, app.repo, app.watchlist), "127.0.0.1", 0)
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _links(app: App, email: str) -> tuple[str, str]:
+    sub = app.repo.subscribers(email=email)[0]
+    unsub, prefs = DigestBuilder(app.settings, app.repo, app.watchlist).links(sub, NOW)
+    return unsub.split("/unsubscribe/", 1)[1], prefs.split("/preferences/", 1)[1]
+
+
+def _call(url: str, data: bytes | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_one_click_unsubscribe_post_works_and_get_only_asks(site: tuple[App, str]) -> None:
+    app, base = site
+    app.repo.add_subscriber("ann@example.com", ["KC"], now=NOW - timedelta(days=1))
+    token, _ = _links(app, "ann@example.com")
+    status, page = _call(f"{base}/unsubscribe/{token}")
+    assert status == 200 and "ann@example.com" in page and "<form" in page
+    assert app.repo.subscribers(email="ann@example.com")[0].status == "active"  # a GET changes nothing
+    status, page = _call(f"{base}/unsubscribe/{token}", b"List-Unsubscribe=One-Click")
+    assert status == 200 and "no more keynews mail" in page
+    assert app.repo.subscribers(email="ann@example.com")[0].status == "unsubscribed"
+
+
+def test_tampered_or_wrong_purpose_tokens_are_refused(site: tuple[App, str]) -> None:
+    app, base = site
+    app.repo.add_subscriber("bob@example.com", ["KC"], now=NOW - timedelta(days=1))
+    token, prefs = _links(app, "bob@example.com")
+    forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    assert _call(f"{base}/unsubscribe/{forged}", b"List-Unsubscribe=One-Click")[0] == 400
+    assert _call(f"{base}/unsubscribe/{prefs}", b"List-Unsubscribe=One-Click")[0] == 400  # preferences token
+    assert app.repo.subscribers(email="bob@example.com")[0].status == "active"
+
+
+def test_preferences_page_changes_tickers_and_frequency(site: tuple[App, str]) -> None:
+    app, base = site
+    app.repo.add_subscriber("cy@example.com", ["KC"], now=NOW - timedelta(days=1))
+    _, prefs = _links(app, "cy@example.com")
+    status, page = _call(f"{base}/preferences/{prefs}")
+    assert status == 200 and "cy@example.com" in page and 'value="KC"' in page
+    status, page = _call(
+        f"{base}/preferences/{prefs}", b"tickers=kc%2C+acme%2C+NOPE&frequency=weekly&send_time=08%3A15"
+    )
+    assert status == 200 and "Saved" in page
+    sub = app.repo.subscribers(email="cy@example.com")[0]
+    assert sorted(sub.tickers) == ["ACME", "KC"] and sub.frequency == "weekly" and sub.send_time == "08:15"
+    assert _call(f"{base}/preferences/{prefs}", b"frequency=hourly&send_time=08:15")[0] == 400
+    assert _call(f"{base}/preferences/{prefs}/unsubscribe", b"confirm=yes")[0] == 200
+    assert app.repo.subscribers(email="cy@example.com")[0].status == "unsubscribed"
+
+
+def test_healthz_and_pages_escape_and_lock_down(site: tuple[App, str]) -> None:
+    app, base = site
+    status, body = _call(f"{base}/healthz")
+    assert status == 200 and '"ok": true' in body
+    app.repo.add_subscriber("<script>x</script>@example.com", ["KC"], now=NOW)
+    token, _ = _links(app, "<script>x</script>@example.com")
+    _status, page = _call(f"{base}/unsubscribe/{token}")
+    assert "<script>x" not in page and "&lt;script&gt;" in page
+    with urllib.request.urlopen(f"{base}/unsubscribe/{token}", timeout=10) as resp:
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
