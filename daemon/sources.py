@@ -44,11 +44,11 @@ def _where(path: Path, node: yaml.Node | None) -> str:
     return f"{path}:{node.start_mark.line + 1}:{node.start_mark.column + 1}: "
 
 
-def _find(node: yaml.Node, key: str) -> yaml.Node | None:
+def _find(node: yaml.Node, key: str, *, want_key: bool = False) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return v
+                return k if want_key else v
     return None
 
 
@@ -80,7 +80,7 @@ def load_sources(path: Path, watchlist: Watchlist) -> list[SourceSpec]:
         unknown = set(raw) - _KNOWN_KEYS
         if unknown:
             bad = sorted(unknown)[0]
-            bad_node = _find(node, bad) if node is not None else None
+            bad_node = _find(node, bad, want_key=True) if node is not None else None
             raise ConfigError(f"{_where(path, bad_node)}unknown key {bad!r} in source")
         if raw.get("enabled", True) is False:
             continue
