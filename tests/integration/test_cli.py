@@ -81,6 +81,21 @@ def test_malformed_rule_file_stops_at_start_with_location(
     assert not (tmp_path / "keynews.db").exists() or feed_server.hits("/feed.xml") == 0
 
 
+def test_rules_backtest_over_stored_items(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.add("/feed.xml", FEED)
+    env = settings_env(make_workspace(tmp_path, _sources(feed_server)))
+    assert keynews(env, "poll", "--once").returncode == 0
+    result = keynews(env, "rules", "backtest", "--since", "30d")
+    assert result.returncode == 0, result.stderr
+    assert "2 items stored in the last 30d" in result.stdout
+    lines = result.stdout.splitlines()
+    results_at = next(i for i, line in enumerate(lines) if line.strip().endswith(" results"))
+    assert lines[results_at].split()[0] == "1"
+    assert "[KC] Kingsoft Cloud Reports Third Quarter 2026 Unaudited Financial Results" in lines[results_at + 1]
+    assert any(line.split() == ["0", "deals"] for line in lines)
+    assert keynews(env, "db", "upgrade").stdout.strip() == "database at revision 0001"
+
+
 def test_subscribers_add_list_remove(tmp_path: Path) -> None:
     env = settings_env(make_workspace(tmp_path, "sources: []\n"))
     added = keynews(env, "subscribers", "add", "Ann@Example.com", "--tickers", "KC,acme", "--frequency", "weekly")
