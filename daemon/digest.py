@@ -26,13 +26,17 @@ from daemon.models import (
 )
 from daemon.prices.events import move_since
 from daemon.render import Renderer
-from daemon.store.repo import Repo, StoredMatch, SubscriberView
+from daemon.store.repo import Repo, StoredMatch, SubscriberView, WindowClose
 from daemon.tokens import sign
 
 LOOKBACK = timedelta(days=14)
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)
 UNSUBSCRIBE_TTL = timedelta(days=400)
 NEWS_BEFORE_MOVE = timedelta(hours=6)
+RECENT_TTL = timedelta(days=30)
+PAGE = 500  # subscribers read, and their pending matches fetched, at a time
+WRITE_BATCH = 100  # closed windows per transaction
+WRITE_BYTES = 8 * 1024 * 1024  # ... or fewer, so a run holds a bounded amount of rendered mail
 
 
 def zone(name: str) -> ZoneInfo:
@@ -112,7 +116,19 @@ class DigestBuilder:
         self.repo = repo
         self.watchlist = watchlist
         self._history: dict[str, list[Quote]] = {}
+        # Per-run caches: thousands of subscribers share a few hundred stories and tickers, so
+        # each price move, cluster and "news before" lookup is computed once per run, not per mail.
+        self._moves: dict[tuple[str, datetime], float | None] = {}
+        self._clusters: dict[str, list[tuple[str, str, str]]] = {}
+        self._news: dict[tuple[str, datetime], list[tuple[str, str]]] = {}
         self._secret = settings.secret_key or repo.secret_key()
+
+    def reset(self) -> None:
+        """Forget what the previous run read (prices and stories move between runs)."""
+        self._history.clear()
+        self._moves.clear()
+        self._clusters.clear()
+        self._news.clear()
 
     def history(self, ticker: str) -> list[Quote]:
         if ticker not in self._history:
@@ -125,11 +141,43 @@ class DigestBuilder:
         base = self.settings.base_url.rstrip("/")
         return f"{base}/unsubscribe/{token}", f"{base}/preferences/{prefs}"
 
+    def recent_url(self, sub: SubscriberView, now: datetime) -> str:
+        """Where the "and N more" overflow links: every recent story on the subscriber's tickers."""
+        token = sign(str(sub.id), self._secret, purpose="recent", expires_at=now + RECENT_TTL)
+        return f"{self.settings.base_url.rstrip('/')}/recent/{token}"
+
     def pending(self, sub: SubscriberView, now: datetime, kind: str) -> list[StoredMatch]:
         since = max(sub.created_at - FIRST_DIGEST_LOOKBACK, now - LOOKBACK)
         floor = Severity.CRITICAL if kind == "alert" else Severity.LOW
         rows = self.repo.pending_matches(sub.id, list(sub.tickers), since=since, min_severity=int(floor))
         return [m for m in rows if _wanted(sub, m)]
+
+    def pending_many(self, subs: Sequence[SubscriberView], now: datetime) -> dict[int, list[StoredMatch]]:
+        """pending(sub, now, "digest") for a page of subscribers, in two queries for all of them."""
+        since = {sub.id: max(sub.created_at - FIRST_DIGEST_LOOKBACK, now - LOOKBACK) for sub in subs}
+        if not subs:
+            return {}
+        rows = self.repo.pending_matches_many(
+            {sub.id: list(sub.tickers) for sub in subs}, since=min(since.values()), min_severity=int(Severity.LOW)
+        )
+        return {
+            sub.id: [m for m in rows.get(sub.id, ()) if m.created_at >= since[sub.id] and _wanted(sub, m)]
+            for sub in subs
+        }
+
+    def cluster_sources(self, cluster_ids: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+        missing = [c for c in dict.fromkeys(cluster_ids) if c not in self._clusters]
+        if missing:
+            found = self.repo.cluster_sources(missing)
+            for cid in missing:
+                self._clusters[cid] = found.get(cid, [])
+        return {cid: self._clusters[cid] for cid in cluster_ids}
+
+    def move(self, ticker: str, published_at: datetime) -> float | None:
+        key = (ticker, published_at)
+        if key not in self._moves:
+            self._moves[key] = move_since(self.history(ticker), published_at)
+        return self._moves[key]
 
     def build(
         self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
@@ -137,7 +185,7 @@ class DigestBuilder:
         by_ticker: dict[str, list[StoredMatch]] = defaultdict(list)
         for m in matches:
             by_ticker[m.ticker].append(m)
-        clusters = self.repo.cluster_sources([m.cluster_id for m in matches])
+        clusters = self.cluster_sources([m.cluster_id for m in matches])
         sections: list[tuple[int, TickerSection]] = []
         cap = self.settings.max_items_per_ticker
         for ticker, ms in by_ticker.items():
@@ -171,7 +219,7 @@ class DigestBuilder:
             subject=subject_for(ordered, kind=kind),
             unsubscribe_url=unsubscribe,
             preferences_url=prefs,
-            more_url=prefs,
+            more_url=self.recent_url(sub, now),
         )
         return BuiltDigest(digest=digest, match_ids=[m.match_id for m in matches])
 
@@ -184,7 +232,7 @@ class DigestBuilder:
         move = None
         title, summary = lead.title, lead.summary
         if lead.item_id is not None:
-            move = move_since(self.history(ticker), lead.published_at)
+            move = self.move(ticker, lead.published_at)
         elif lead.price_metrics is not None:
             move = lead.price_metrics.get("change_pct")
             title, summary = self._price_story(ticker, lead)
@@ -210,7 +258,12 @@ class DigestBuilder:
         if last is not None:
             head += f" (last {last:,.2f})"
         title = f"{head}: {m.rule_title or m.rule_id}"
-        news = self.repo.stories_between(ticker, m.published_at - NEWS_BEFORE_MOVE, m.published_at + timedelta(hours=1))
+        news_key = (ticker, m.published_at)
+        if news_key not in self._news:
+            self._news[news_key] = self.repo.stories_between(
+                ticker, m.published_at - NEWS_BEFORE_MOVE, m.published_at + timedelta(hours=1)
+            )
+        news = self._news[news_key]
         if news:
             listed = "; ".join(f"“{t}” ({src})" for t, src in news[:3])
             summary = f"News in the {NEWS_BEFORE_MOVE.seconds // 3600} hours before: {listed}"
@@ -270,45 +323,68 @@ class DigestService:
         self.domain = settings.mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
 
     def close_due(self, now: datetime, *, force_window: str | None = None) -> CloseReport:
-        """Alerts first, then digests whose window is due (or every digest, under `force_window`)."""
+        """Alerts first, then digests whose window is due (or every digest, under `force_window`).
+
+        Subscribers are taken a page at a time with their pending matches read in bulk, and
+        digest windows are written in batches (each window still all-or-nothing), so the run's
+        memory does not grow with the number of subscribers and the database sees few round trips.
+        """
         report = CloseReport()
-        self.builder._history.clear()
-        for sub in self.repo.subscribers(status="active"):
-            if not in_quiet_hours(sub, now):
-                self._close_alert(sub, now, report)
-            key = force_window or due_window(sub, now)
-            if key is None or self.repo.has_window(sub.id, key):
-                continue
-            matches = self.builder.pending(sub, now, "digest")
-            if not matches:
-                if sub.frequency == "immediate" and force_window is None:
+        self.builder.reset()
+        writer = _WindowWriter(self.repo, report)
+        for page in self.repo.subscriber_pages(status="active", page=PAGE):
+            keys = {sub.id: force_window or due_window(sub, now) for sub in page}
+            closed = self.repo.windows_closed((sid, key) for sid, key in keys.items() if key is not None)
+            pending = self.builder.pending_many(page, now)
+            for sub in page:
+                matches = pending[sub.id]
+                if not in_quiet_hours(sub, now):
+                    matches = self._close_alert(sub, now, report, matches)
+                key = keys[sub.id]
+                if key is None or (sub.id, key) in closed:
                     continue
-                if sub.nothing_new != "note":
-                    self.repo.close_window(
-                        subscriber_id=sub.id,
-                        window_key=key,
-                        kind="digest",
-                        message_id="",
-                        subject="",
-                        raw=b"",
-                        match_ids=[],
-                        now=now,
-                        status="skipped",
-                    )
-                    report.skipped += 1
-                    continue
-            if self._queue(sub, matches, kind="digest", window_key=key, now=now):
-                report.queued += 1
-                report.subscribers.append(sub.email)
+                if not matches:
+                    if sub.frequency == "immediate" and force_window is None:
+                        continue
+                    if sub.nothing_new != "note":
+                        writer.add(
+                            WindowClose(
+                                subscriber_id=sub.id,
+                                window_key=key,
+                                kind="digest",
+                                message_id="",
+                                subject="",
+                                raw=b"",
+                                match_ids=(),
+                                now=now,
+                                status="skipped",
+                            ),
+                            None,
+                        )
+                        report.skipped += 1
+                        continue
+                writer.add(self._prepare(sub, matches, kind="digest", window_key=key, now=now), sub.email)
+        writer.flush()
         return report
 
-    def _close_alert(self, sub: SubscriberView, now: datetime, report: CloseReport) -> None:
-        critical = self.builder.pending(sub, now, "alert")
-        if not critical:
-            return
-        key = f"alert:{min(m.match_id for m in critical)}"
-        if self._queue(sub, critical, kind="alert", window_key=key, now=now):
-            report.alerts += 1
+    def _close_alert(
+        self, sub: SubscriberView, now: datetime, report: CloseReport, pending: Sequence[StoredMatch] | None = None
+    ) -> list[StoredMatch]:
+        """Queue the critical matches as an alert now; returns what is left pending for the digest."""
+        if pending is None:
+            critical = self.builder.pending(sub, now, "alert")
+        else:
+            critical = [m for m in pending if int(m.severity) >= int(Severity.CRITICAL)]
+        if critical:
+            key = f"alert:{min(m.match_id for m in critical)}"
+            if self._queue(sub, critical, kind="alert", window_key=key, now=now):
+                report.alerts += 1
+                if pending is not None:
+                    sent = {m.match_id for m in critical}
+                    return [m for m in pending if m.match_id not in sent]
+            elif pending is not None:
+                return self.builder.pending(sub, now, "digest")  # someone else closed it: ask the database
+        return list(pending) if pending is not None else self.builder.pending(sub, now, "digest")
 
     def render(self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime):  # type: ignore[no-untyped-def]
         built = self.builder.build(sub, matches, kind=kind, window_key=window_key, now=now)
@@ -319,9 +395,9 @@ class DigestService:
         )
         return built, rendered
 
-    def _queue(
+    def _prepare(
         self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
-    ) -> bool:
+    ) -> WindowClose:
         built, rendered = self.render(sub, matches, kind=kind, window_key=window_key, now=now)
         message_id = make_message_id(self.domain, f"{sub.id}:{window_key}")
         msg = build_message(
@@ -334,17 +410,59 @@ class DigestService:
             unsubscribe_url=built.digest.unsubscribe_url,
             unsubscribe_mailto=self.settings.unsubscribe_mailto,
         )
-        outbox_id = self.repo.close_window(
+        return WindowClose(
             subscriber_id=sub.id,
             window_key=window_key,
             kind=kind,
             message_id=message_id,
             subject=rendered.subject,
             raw=bytes(msg),
-            match_ids=built.match_ids,
+            match_ids=tuple(built.match_ids),
             now=now,
         )
+
+    def _queue(
+        self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
+    ) -> bool:
+        w = self._prepare(sub, matches, kind=kind, window_key=window_key, now=now)
+        outbox_id = self.repo.close_window(
+            subscriber_id=w.subscriber_id,
+            window_key=w.window_key,
+            kind=w.kind,
+            message_id=w.message_id,
+            subject=w.subject,
+            raw=w.raw,
+            match_ids=w.match_ids,
+            now=w.now,
+        )
         return outbox_id is not None
+
+
+class _WindowWriter:
+    """Digest windows closed in batches: one transaction per WRITE_BATCH windows or WRITE_BYTES."""
+
+    def __init__(self, repo: Repo, report: CloseReport) -> None:
+        self.repo = repo
+        self.report = report
+        self._pending: list[tuple[WindowClose, str | None]] = []
+        self._bytes = 0
+
+    def add(self, window: WindowClose, email: str | None) -> None:
+        """`email` is counted as queued once the window is written; None for skipped windows."""
+        self._pending.append((window, email))
+        self._bytes += len(window.raw)
+        if len(self._pending) >= WRITE_BATCH or self._bytes >= WRITE_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending, self._bytes = self._pending, [], 0
+        ids = self.repo.close_windows([w for w, _e in batch])
+        for (_w, email), outbox_id in zip(batch, ids, strict=True):
+            if email is not None and outbox_id is not None:
+                self.report.queued += 1
+                self.report.subscribers.append(email)
 
 
 PreviewFn = Callable[[SubscriberView], str]

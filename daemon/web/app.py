@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +24,7 @@ from daemon.tokens import TokenError, verify
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 MAX_FORM_BYTES = 16 * 1024
+RECENT_WINDOW = timedelta(days=7)
 
 _SECURITY_HEADERS = [
     ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
@@ -51,6 +52,11 @@ class WebApp:
         parts = [p for p in path.split("/") if p]
         if parts == ["healthz"]:
             return self._json(start_response, {"ok": True, "outbox": self.repo.outbox_counts()})
+        if len(parts) == 2 and parts[0] == "recent":
+            sub = self._subscriber(parts[1], "recent")
+            if sub is None:
+                return self._invalid(start_response)
+            return self._recent(start_response, sub)
         leave = len(parts) == 3 and parts[0] == "preferences" and parts[2] == "unsubscribe"
         if (len(parts) == 2 and parts[0] in ("unsubscribe", "preferences")) or leave:
             sub = self._subscriber(parts[1], parts[0])
@@ -144,6 +150,40 @@ class WebApp:
             saved=saved,
             action=f"/preferences/{token}",
             unsubscribe_action=f"/preferences/{token}/unsubscribe",
+        )
+
+    def _recent(self, start_response: StartResponse, sub: SubscriberView) -> Iterable[bytes]:
+        from daemon.models import CATEGORY_LABELS
+
+        rows = self.repo.recent_stories_for(sorted(sub.tickers), self.clock() - RECENT_WINDOW)
+        stories = [
+            {
+                "ticker": t,
+                "title": title,
+                "url": url if url.startswith(("https://", "http://")) else "",
+                "source": src,
+                "category": CATEGORY_LABELS.get(cat, cat),
+                "when": published.strftime("%Y-%m-%d %H:%M UTC"),
+            }
+            for t, title, url, src, cat, _sev, published in rows
+        ]
+        return self._page(
+            start_response,
+            "200 OK",
+            "recent",
+            title="Recent key news",
+            email=sub.email,
+            stories=stories,
+            days=RECENT_WINDOW.days,
+        )
+
+    def _invalid(self, start_response: StartResponse) -> Iterable[bytes]:
+        return self._page(
+            start_response,
+            "400 Bad Request",
+            "message",
+            title="Link not valid",
+            message="This link is not valid or has expired. Use the link in a recent keynews email.",
         )
 
     # ---- helpers -----------------------------------------------------------------------------

@@ -91,3 +91,31 @@ def test_healthz_and_pages_escape_and_lock_down(site: tuple[App, str]) -> None:
     assert "<script>x" not in page and "&lt;script&gt;" in page
     with urllib.request.urlopen(f"{base}/unsubscribe/{token}", timeout=10) as resp:
         assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+
+
+def test_overflow_link_lists_recent_stories(site: tuple[App, str]) -> None:
+    from daemon.models import Explanation, Item, Match, Severity
+    from daemon.store.repo import utcnow
+
+    app, base = site
+    now = utcnow()
+    app.repo.add_subscriber("dee@example.com", ["KC"], now=now - timedelta(days=1))
+    for i in range(3):
+        item = Item(
+            uid=f"r{i}",
+            source_id="w",
+            source_label="Wire",
+            url=f"https://wire.example.com/{i}",
+            title=f"KC story {i} <b>bold</b>",
+            summary="",
+            published_at=now - timedelta(hours=i),
+            tickers=("KC",),
+        )
+        m = Match("results", "Results", "earnings", Severity.HIGH, "KC", (Explanation("results", "headline", "x"),))
+        app.repo.store_item(item, cluster_id=item.uid, matches=[m], now=now)
+    sub = app.repo.subscribers(email="dee@example.com")[0]
+    url = DigestBuilder(app.settings, app.repo, app.watchlist).recent_url(sub, now)
+    status, page = _call(base + url.split("news.keynews.test", 1)[1])
+    assert status == 200
+    assert page.index("KC story 0") < page.index("KC story 2")  # newest first
+    assert "&lt;b&gt;bold" in page and 'href="https://wire.example.com/1"' in page
