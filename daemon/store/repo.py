@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,6 +91,43 @@ def _explanations_from(raw: str) -> tuple[Explanation, ...]:
             )
         )
     return tuple(out)
+
+
+def _stored(m: MatchRow, it: ItemRow | None, pe: PriceEventRow | None) -> StoredMatch:
+    assert m.id is not None
+    return StoredMatch(
+        match_id=m.id,
+        rule_id=m.rule_id,
+        rule_title=m.rule_title,
+        ticker=m.ticker,
+        category=m.category,
+        severity=Severity(m.severity),
+        explanations=_explanations_from(m.explanation),
+        created_at=m.created_at,
+        item_id=m.item_id,
+        cluster_id=it.cluster_id if it is not None else f"price:{m.price_event_id}",
+        title=it.title if it is not None else m.rule_title,
+        url=it.url if it is not None else "",
+        source_label=(it.source_label or it.source_id) if it is not None else "prices",
+        summary=it.summary if it is not None else "",
+        published_at=it.published_at if it is not None else m.created_at,
+        price_metrics=json.loads(pe.metrics) if pe is not None else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowClose:
+    """One digest window to close: the arguments of Repo.close_window, for close_windows."""
+
+    subscriber_id: int
+    window_key: str
+    kind: str
+    message_id: str
+    subject: str
+    raw: bytes
+    match_ids: tuple[int, ...]
+    now: datetime
+    status: str = "queued"
 
 
 class Repo:
@@ -441,12 +478,48 @@ class Repo:
         if email:
             stmt = stmt.where(Subscriber.email == email.strip().lower())
         with self.session() as s:
-            subs = list(s.execute(stmt).scalars())
-            subs_by_id: dict[int, dict[str, tuple[frozenset[str], int]]] = {sub.id: {} for sub in subs if sub.id}
-            for row in s.execute(select(Subscription)).scalars():
-                if row.subscriber_id in subs_by_id:
-                    cats = frozenset(c for c in row.categories.split(",") if c)
-                    subs_by_id[row.subscriber_id][row.ticker] = (cats, row.min_severity)
+            return self._views(s, list(s.execute(stmt).scalars()))
+
+    def subscriber_pages(self, *, status: str | None = None, page: int = 500) -> Iterator[list[SubscriberView]]:
+        """Subscribers in email order, `page` at a time, so a run over all of them holds one page."""
+        after: str | None = None
+        while True:
+            stmt = select(Subscriber).order_by(Subscriber.email).limit(page)
+            if status:
+                stmt = stmt.where(Subscriber.status == status)
+            if after is not None:
+                stmt = stmt.where(Subscriber.email > after)
+            with self.session() as s:
+                views = self._views(s, list(s.execute(stmt).scalars()))
+            if not views:
+                return
+            yield views
+            after = views[-1].email
+
+    def contacts(self, subscriber_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """subscriber id -> (email, status), for the ids asked only."""
+        ids = list(dict.fromkeys(subscriber_ids))
+        out: dict[int, tuple[str, str]] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(Subscriber.id, Subscriber.email, Subscriber.status).where(
+                        Subscriber.id.in_(ids[start : start + 500])
+                    )
+                ).all()
+                for sid, email, status in rows:
+                    out[int(sid)] = (str(email), str(status))
+        return out
+
+    @staticmethod
+    def _views(s: Session, subs: list[Subscriber]) -> list[SubscriberView]:
+        prefs: dict[int, dict[str, tuple[frozenset[str], int]]] = {sub.id: {} for sub in subs if sub.id}
+        ids = list(prefs)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in s.execute(select(Subscription).where(Subscription.subscriber_id.in_(chunk))).scalars():
+                cats = frozenset(c for c in row.categories.split(",") if c)
+                prefs[row.subscriber_id][row.ticker] = (cats, row.min_severity)
         return [
             SubscriberView(
                 id=sub.id or 0,
@@ -460,7 +533,7 @@ class Repo:
                 quiet_end=sub.quiet_end,
                 nothing_new=sub.nothing_new,
                 created_at=sub.created_at,
-                tickers=subs_by_id.get(sub.id or 0, {}),
+                tickers=prefs.get(sub.id or 0, {}),
             )
             for sub in subs
         ]
@@ -506,30 +579,53 @@ class Repo:
             )
             .order_by(MatchRow.id)
         )
-        out: list[StoredMatch] = []
         with self.session() as s:
-            for m, it, pe in s.execute(stmt).all():
-                metrics = json.loads(pe.metrics) if pe is not None else None
-                out.append(
-                    StoredMatch(
-                        match_id=m.id,
-                        rule_id=m.rule_id,
-                        rule_title=m.rule_title,
-                        ticker=m.ticker,
-                        category=m.category,
-                        severity=Severity(m.severity),
-                        explanations=_explanations_from(m.explanation),
-                        created_at=m.created_at,
-                        item_id=m.item_id,
-                        cluster_id=it.cluster_id if it is not None else f"price:{m.price_event_id}",
-                        title=it.title if it is not None else m.rule_title,
-                        url=it.url if it is not None else "",
-                        source_label=(it.source_label or it.source_id) if it is not None else "prices",
-                        summary=it.summary if it is not None else "",
-                        published_at=it.published_at if it is not None else m.created_at,
-                        price_metrics=metrics,
+            return [_stored(m, it, pe) for m, it, pe in s.execute(stmt).all()]
+
+    def pending_matches_many(
+        self, wanted: Mapping[int, Sequence[str]], *, since: datetime, min_severity: int = 1
+    ) -> dict[int, list[StoredMatch]]:
+        """pending_matches for many subscribers (id -> tickers) in two queries instead of one each.
+
+        The matches are read once and shared between subscribers; each list is in match id order.
+        `since` applies to all: callers with a later per-subscriber bound filter on created_at.
+        """
+        tickers = sorted({t for ts in wanted.values() for t in ts})
+        out: dict[int, list[StoredMatch]] = {sid: [] for sid in wanted}
+        if not tickers:
+            return out
+        by_ticker: dict[str, list[StoredMatch]] = {}
+        with self.session() as s:
+            for start in range(0, len(tickers), 500):
+                stmt = (
+                    select(MatchRow, ItemRow, PriceEventRow)
+                    .join(ItemRow, ItemRow.id == MatchRow.item_id, isouter=True)
+                    .join(PriceEventRow, PriceEventRow.id == MatchRow.price_event_id, isouter=True)
+                    .where(
+                        MatchRow.ticker.in_(tickers[start : start + 500]),
+                        MatchRow.created_at >= since,
+                        MatchRow.severity >= min_severity,
                     )
                 )
+                for m, it, pe in s.execute(stmt).all():
+                    sm = _stored(m, it, pe)
+                    by_ticker.setdefault(sm.ticker, []).append(sm)
+            if not by_ticker:
+                return out
+            lowest = min(m.match_id for ms in by_ticker.values() for m in ms)
+            sent: set[tuple[int, int]] = set()
+            ids = list(wanted)
+            for start in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(OutboxMatch.subscriber_id, OutboxMatch.match_id).where(
+                        OutboxMatch.subscriber_id.in_(ids[start : start + 500]), OutboxMatch.match_id >= lowest
+                    )
+                ).all()
+                sent.update((int(sid), int(mid)) for sid, mid in rows)
+        for sid, ts in wanted.items():
+            mine = [m for t in dict.fromkeys(ts) for m in by_ticker.get(t, ()) if (sid, m.match_id) not in sent]
+            mine.sort(key=lambda m: m.match_id)
+            out[sid] = mine
         return out
 
     def cluster_sources(self, cluster_ids: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
@@ -554,6 +650,39 @@ class Repo:
                     out.setdefault(cid, []).append((label or sid, url, title))
         return out
 
+    def recent_stories_for(
+        self, tickers: Sequence[str], since: datetime, *, limit: int = 300
+    ) -> list[tuple[str, str, str, str, str, int, datetime]]:
+        """(ticker, title, url, source, category, severity, published) of matched stories, newest first."""
+        if not tickers:
+            return []
+        with self.session() as s:
+            rows = s.execute(
+                select(
+                    MatchRow.ticker,
+                    ItemRow.title,
+                    ItemRow.url,
+                    ItemRow.source_label,
+                    MatchRow.category,
+                    MatchRow.severity,
+                    ItemRow.published_at,
+                    ItemRow.cluster_id,
+                )
+                .join(ItemRow, ItemRow.id == MatchRow.item_id)
+                .where(MatchRow.ticker.in_(list(tickers)), MatchRow.created_at >= since)
+                .order_by(ItemRow.published_at.desc())
+                .limit(limit * 3)
+            ).all()
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for ticker, title, url, label, category, severity, published, cluster in rows:
+            if (ticker, cluster) in seen:
+                continue
+            seen.add((ticker, cluster))
+            when: datetime = published  # type: ignore[assignment]
+            out.append((str(ticker), str(title), str(url), str(label), str(category), int(severity), when))
+        return out[:limit]
+
     def stories_between(self, ticker: str, start: datetime, end: datetime, *, limit: int = 5) -> list[tuple[str, str]]:
         """(title, source) of the latest stories on a ticker in a time span, newest first."""
         with self.session() as s:
@@ -572,6 +701,24 @@ class Repo:
                 select(Outbox.id).where(Outbox.subscriber_id == subscriber_id, Outbox.window_key == window_key)
             ).first()
             return row is not None
+
+    def windows_closed(self, wanted: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (subscriber id, window key) pairs are closed already: has_window in bulk."""
+        pairs = set(wanted)
+        subs = sorted({sid for sid, _k in pairs})
+        keys = sorted({k for _s, k in pairs})
+        found: set[tuple[int, str]] = set()
+        if not pairs:
+            return found
+        with self.session() as s:
+            for start in range(0, len(subs), 500):
+                rows = s.execute(
+                    select(Outbox.subscriber_id, Outbox.window_key).where(
+                        Outbox.subscriber_id.in_(subs[start : start + 500]), Outbox.window_key.in_(keys)
+                    )
+                ).all()
+                found.update((int(sid), str(key)) for sid, key in rows)
+        return found & pairs
 
     def windows_of(self, subscriber_id: int) -> set[str]:
         with self.session() as s:
@@ -625,6 +772,82 @@ class Repo:
                 return None
             return row.id
 
+    def close_windows(self, windows: Sequence[WindowClose]) -> list[int | None]:
+        """close_window for many windows in one transaction: outbox id per window, None if already closed.
+
+        Each window is still all-or-nothing (its row and its links commit together). When any of
+        them is found closed meanwhile (another process won the race), the batch is rolled back
+        and every window goes through close_window alone, so one conflict loses nothing else.
+        """
+        if not windows:
+            return []
+        outbox, links = Outbox.__table__, OutboxMatch.__table__
+        keys = {(w.subscriber_id, w.window_key) for w in windows}
+        try:
+            with self.engine.begin() as conn:
+                taken: set[tuple[int, str]] = set()
+                subs = sorted({w.subscriber_id for w in windows})
+                for start in range(0, len(subs), 500):
+                    rows = conn.execute(
+                        select(Outbox.subscriber_id, Outbox.window_key).where(
+                            Outbox.subscriber_id.in_(subs[start : start + 500]),
+                            Outbox.window_key.in_(sorted({k for _s, k in keys})),
+                        )
+                    ).all()
+                    taken.update((int(sid), str(key)) for sid, key in rows)
+                ids: list[int | None] = []
+                for w in windows:
+                    if (w.subscriber_id, w.window_key) in taken:
+                        ids.append(None)
+                        continue
+                    taken.add((w.subscriber_id, w.window_key))
+                    res = conn.execute(
+                        insert(outbox).values(
+                            subscriber_id=w.subscriber_id,
+                            window_key=w.window_key,
+                            kind=w.kind,
+                            message_id=w.message_id,
+                            subject=w.subject,
+                            status=w.status,
+                            attempts=0,
+                            next_attempt_at=w.now,
+                            lease_until=None,
+                            last_error=None,
+                            created_at=w.now,
+                            sent_at=None,
+                            raw=w.raw,
+                        )
+                    )
+                    pk = res.inserted_primary_key
+                    assert pk is not None
+                    oid = int(pk[0])
+                    kind = "alert" if w.kind == "alert" else "digest"
+                    if w.match_ids:
+                        conn.execute(
+                            insert(links),
+                            [
+                                {"outbox_id": oid, "match_id": mid, "subscriber_id": w.subscriber_id, "kind": kind}
+                                for mid in dict.fromkeys(w.match_ids)
+                            ],
+                        )
+                    ids.append(oid)
+                return ids
+        except IntegrityError:
+            return [
+                self.close_window(
+                    subscriber_id=w.subscriber_id,
+                    window_key=w.window_key,
+                    kind=w.kind,
+                    message_id=w.message_id,
+                    subject=w.subject,
+                    raw=w.raw,
+                    match_ids=w.match_ids,
+                    now=w.now,
+                    status=w.status,
+                )
+                for w in windows
+            ]
+
     def claim_outbox(self, now: datetime, *, lease: timedelta, limit: int) -> list[Outbox]:
         """Take due rows for sending. A row whose lease ran out (its sender died) is due again."""
         due = or_(
@@ -660,13 +883,18 @@ class Repo:
             return rows
 
     def mark_sent(self, outbox_id: int, now: datetime) -> None:
-        with self.session() as s:
-            s.execute(
+        self.mark_sent_many([outbox_id], now)
+
+    def mark_sent_many(self, outbox_ids: Sequence[int], now: datetime) -> None:
+        """Rows the server has accepted, in one transaction (callers pass only accepted rows)."""
+        if not outbox_ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
                 update(Outbox)
-                .where(Outbox.id == outbox_id)
+                .where(Outbox.id.in_(list(outbox_ids)))
                 .values(status="sent", sent_at=now, lease_until=None, last_error=None)
             )
-            s.commit()
 
     def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
         with self.session() as s:
