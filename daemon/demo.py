@@ -85,6 +85,19 @@ def run_demo(settings: Settings, out_dir: Path, *, email: str = "demo@example.co
                 )
                 for sid, label, path, ticker in DEMO_FEEDS
             ]
+            prices_file = bundled_samples_dir() / "prices" / "aapl.us.txt"
+            specs.append(
+                SourceSpec(
+                    id="prices",
+                    kind="prices",
+                    provider="csv",
+                    url=prices_file.resolve().as_uri(),
+                    ticker="AAPL",
+                    label="Stooq history",
+                    market_hours="XNYS",
+                    jitter=timedelta(0),
+                )
+            )
             now = utcnow()
             pipeline = Pipeline(demo_settings, repo, DEMO_WATCHLIST, specs)
             pipeline.sync(now)
