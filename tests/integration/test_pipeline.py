@@ -115,3 +115,29 @@ def test_a_source_that_recovers_is_healthy_again(tmp_path: Path, feed_server: Fe
     report = _poll(app, NOW + timedelta(hours=2))
     assert not report.errors and report.new_items == 3
     assert app.repo.list_sources()[0].failures == 0
+
+
+def test_same_story_from_two_sources_is_one_digest_entry_also_reported_by(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    from daemon.digest import DigestService
+
+    wire_a = rss([("Acme Widgets to acquire Bolt Corp for $2 billion", "https://a.example.com/1", "Deal.")])
+    wire_b = rss([("Acme Widgets to acquire Bolt Corp in $2 billion deal - Reuters", "https://b.example.com/9", "x")])
+    feed_server.add("/a.xml", wire_a)
+    feed_server.add("/b.xml", wire_b)
+    sources = _sources(feed_server, "/a.xml", "/b.xml").replace("  - id: b-xml\n", "  - id: b-xml\n    label: Wire B\n")
+    app = App.load(make_workspace(tmp_path, sources.replace("  - id: a-xml\n", "  - id: a-xml\n    label: Wire A\n")))
+    report = _poll(app)
+    assert report.new_items == 2
+    rows = app.repo.items_since(NOW - timedelta(days=1))
+    assert len(rows) == 2
+    app.repo.add_subscriber("ann@example.com", ["ACME"], now=NOW - timedelta(days=1))
+    service = DigestService(app.settings, app.repo, app.watchlist)
+    sub = app.repo.subscribers(email="ann@example.com")[0]
+    matches = service.builder.pending(sub, NOW, "digest")
+    built = service.builder.build(sub, matches, kind="digest", window_key="w", now=NOW)
+    (section,) = built.digest.sections
+    (entry,) = section.entries  # one story, not two
+    assert {entry.source, *entry.also_reported_by} == {"Wire A", "Wire B"}
+    assert len(built.match_ids) == 2  # both matches are accounted for, so neither comes back tomorrow
