@@ -81,6 +81,82 @@ def test_not_results(pack: RuleSet, title: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("title", "summary", "category"),
+    [
+        # today's results headlines
+        ("Microsoft beats by $0.12, beats on revenue", "", "earnings"),
+        ("XYZ misses on EPS", "", "earnings"),
+        ("Acme Q3 EPS tops estimates", "", "earnings"),
+        ("Acme reports third quarter 2026 results", "", "earnings"),
+        ("Globex posts record quarterly revenue", "", "earnings"),
+        ("Oracle fiscal Q1 revenue rises 12%", "", "earnings"),
+        ("Apple's quarterly profit falls short of expectations", "", "earnings"),
+        # a company's own profit forecast
+        (
+            "Acme sees stronger 2026",
+            "Acme Corp said it expects earnings per share to rise at least 15 pct this year.",
+            "earnings",
+        ),
+        # payouts in words, bonus issues, buybacks
+        ("Acme sets quarterlies", "Qtly div common 2-1/2 cts vs 2-1/2 cts prior", "capital-return"),
+        ("Globex plans four-for-one bonus issue", "", "capital-return"),
+        ("Acme buys back $2 billion of stock", "", "capital-return"),
+        # deals as they move
+        ("Hooli in talks to buy Pied Piper", "", "m&a"),
+        ("Initech explores sale of cloud unit", "", "m&a"),
+        ("Tyrell receives unsolicited buyout offer", "", "m&a"),
+        ("Globex raises offer for Initech to $50 a share", "", "m&a"),
+        ("Vulcan offers five dlrs a share for Jones", "", "m&a"),
+        ("Acme board to meet on Globex offer", "", "m&a"),
+        ("Crazy Eddie adopts shareholder rights plan", "", "m&a"),
+        ("Activist fund takes stake in Acme", "", "m&a"),
+        (
+            "Judge to rule on Burlington in several days",
+            "A federal judge said he will decide whether to stop the takeover of Burlington by Samjens.",
+            "m&a",
+        ),
+    ],
+)
+def test_modern_and_indirect_headlines(pack: RuleSet, title: str, summary: str, category: str) -> None:
+    assert category in categories(pack, title, summary)
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "category"),
+    [
+        # previews, scheduling and market chatter are not results
+        ("What to look for in Microsoft's Q1 earnings today", "", "earnings"),
+        ("Notable earnings after Thursday's close", "", "earnings"),
+        ("Microsoft's Earnings Expectations", "", "earnings"),
+        ("Microsoft earnings preview: Azure in focus", "", "earnings"),
+        ("Stocks rise as earnings season kicks off", "", "earnings"),
+        ("Acme Q3 earnings call transcript", "", "earnings"),
+        ("Can Nvidia beat earnings expectations again?", "", "earnings"),
+        # a charge alone is restructuring news; statistics and trials are not company results
+        ("FedEx to take up to 575 million charge as it starts voluntary buyouts", "", "earnings"),
+        ("German net currency reserves rise", "", "earnings"),
+        ("Canada 4th qtr GDP rose 1.1 pct", "", "earnings"),
+        ("Biotech reports positive phase 3 trial results", "", "earnings"),
+        ("Miner has encouraging drill results", "", "earnings"),
+        # "split" alone, bond buybacks
+        ("Manila officials split over debt strategy", "", "capital-return"),
+        ("Utility unit to buy back bonds", "", "capital-return"),
+        ("Walmart opens new distribution center", "", "capital-return"),
+        # filings, commodities, central banks and securities are not deals
+        ("SC 13G - Statement of Beneficial Ownership by Certain Investors", "", "m&a"),
+        ("Bank of Japan buys dollars", "", "m&a"),
+        ("India buys palm olein at tender", "", "m&a"),
+        ("Acme sells $1 billion of bonds", "", "m&a"),
+        ("Acme agrees to buy 10 Boeing aircraft", "", "m&a"),
+        ("CCC accepts bonus bid on cattle for Egypt", "", "m&a"),
+        ("Acme extends exchange offer for its notes", "", "m&a"),
+    ],
+)
+def test_not_this_theme(pack: RuleSet, title: str, summary: str, category: str) -> None:
+    assert category not in categories(pack, title, summary)
+
+
+@pytest.mark.parametrize(
     ("form", "items", "category"),
     [
         ("8-K", ("2.02", "9.01"), "earnings"),
