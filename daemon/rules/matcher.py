@@ -22,27 +22,34 @@ from daemon.models import Explanation, Item, Match, PriceEvent
 from . import conditions as c
 from .loader import Source, normalize_form, parse_sources, re2_options, read_sources, regex_for_matching
 from .rule import Rule
-from .textnorm import collapse, is_nospace_script, lower_same_length, to_original
+from .textnorm import collapse, is_collapsed, is_nospace_script, lower_same_length, to_original
 
 _MAX_EXPLAIN_PER_LEAF = 3
 
 
 class _ItemCtx:
-    """What one item looks like to the rule trees: hit literals per field, plus the item."""
+    """What one item looks like to the rule trees: hit literals per field, plus the item.
 
-    __slots__ = ("item", "low", "sc", "sh", "srx", "tc", "th", "trx")
+    `tsame` / `ssame` say the collapsed field is the original one, so explanation offsets
+    need no mapping back.
+    """
+
+    __slots__ = ("item", "sc", "sh", "srx", "ssame", "tc", "th", "trx", "tsame")
 
     def __init__(self, item: Item) -> None:
         self.item = item
-        self.tc = collapse(item.title)
-        self.sc = collapse(item.summary)
+        title, summary = item.title, item.summary
+        self.tsame = is_collapsed(title)
+        self.tc = title if self.tsame else collapse(title)
+        self.ssame = is_collapsed(summary)
+        self.sc = summary if self.ssame else collapse(summary)
         self.th: dict[int, int] = {}  # phrase id -> start in collapsed title
         self.sh: dict[int, int] = {}
-        self.trx: set[int] = set()  # regex ids found in the title
-        self.srx: set[int] = set()
-        self.low = ""
+        self.trx: frozenset[int] | set[int] = _NONE  # regex ids found in the title
+        self.srx: frozenset[int] | set[int] = _NONE
 
 
+_NONE: frozenset[int] = frozenset()
 Pred = Callable[[Any], bool]
 
 
@@ -89,6 +96,12 @@ class _Compiled:
     gated: bool
 
 
+Explainer = Callable[[_ItemCtx, str], list[Explanation]]
+
+# Bound a cache of form -> filing rules: forms are a small vocabulary, but a feed could send junk.
+_FORM_CACHE_MAX = 4096
+
+
 class RuleSet:
     """An immutable, compiled set of rules; build a new one to change rules."""
 
@@ -118,17 +131,24 @@ class RuleSet:
         self._compiled: list[_Compiled] = []
         self._leaf_pred: dict[int, Pred] = {}  # by id(): node hashes are deep
         self._leaf_pids: dict[int, frozenset[int]] = {}
-        self._pos_leaves: dict[str, tuple[c.Node, ...]] = {}
         self._phrase_len = {pid: len(p) for p, pid in self._phrase_ids.items()}
         lit_rules: dict[tuple[str, int], list[int]] = {}
         always: list[int] = []
+        form_rules: list[tuple[int, tuple[str, ...]]] = []
+        items_rules: list[int] = []
         for r in item_rules:
             assert r.when is not None
             idx = len(self._compiled)
             gated = c.requires_literal(r.when)
             self._compiled.append(_Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, gated))
             if not gated:
-                always.append(idx)
+                forms = c.required_forms(r.when)
+                if forms is not None:
+                    form_rules.append((idx, tuple(sorted(forms))))
+                elif c.requires_filing_items(r.when):
+                    items_rules.append(idx)
+                else:
+                    always.append(idx)
                 continue
             gate = self._gate(r.when)
             assert gate is not None  # requires_literal() said so
@@ -139,6 +159,12 @@ class RuleSet:
         self._by_phrase = {pid: tuple(v) for (kind, pid), v in lit_rules.items() if kind == "p"}
         self._by_regex = {rid: tuple(v) for (kind, rid), v in lit_rules.items() if kind == "r"}
         self._always = tuple(always)
+        self._form_rules = tuple(form_rules)
+        self._items_rules = tuple(items_rules)
+        self._by_form: dict[str, tuple[int, ...]] = {}
+        # Hot-path views: plain tuples indexed by rule number, no attribute lookups per item.
+        self._evals: tuple[tuple[Pred, Pred | None], ...] = tuple((k.when, k.unless) for k in self._compiled)
+        self._explainers: list[tuple[Explainer, ...] | None] = [None] * len(self._compiled)
         self._price_compiled = [
             _Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, False)
             for r in self._price_rules
@@ -298,61 +324,83 @@ class RuleSet:
     # ------------------------------------------------------------ evaluate
 
     def _scan(self, x: _ItemCtx) -> None:
-        tlen = len(x.tc)
-        low = lower_same_length(x.tc + "\n" + x.sc)
-        x.low = low
-        if self._auto is not None:
+        """One automaton pass over both text fields, then the RE2 prefilters."""
+        tc, sc = x.tc, x.sc
+        tlen = len(tc)
+        if self._auto is not None and (tc or sc):
+            low = lower_same_length(f"{tc}\n{sc}")
             th, sh = x.th, x.sh
             n = len(low)
             for end, (pid, plen, lw, rw) in self._auto.iter(low):
-                in_title = end < tlen
-                d = th if in_title else sh
-                if pid in d:
+                if end < tlen:
+                    if pid in th:
+                        continue
+                    d = th
+                elif pid in sh:
                     continue
+                else:
+                    d = sh
                 start = end - plen + 1
                 if lw and start > 0:
                     ch = low[start - 1]
-                    if (ch.isalnum() or ch == "_") and not is_nospace_script(ch):
+                    if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
                         continue
                 if rw and end + 1 < n:
                     ch = low[end + 1]
-                    if (ch.isalnum() or ch == "_") and not is_nospace_script(ch):
+                    if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
                         continue
-                d[pid] = start if in_title else start - tlen - 1
-        if self._tset is not None and x.tc:
-            ids = self._tset_ids
-            x.trx = {ids[i] for i in self._tset.Match(x.tc) or ()}
-        if self._sset is not None and x.sc:
-            ids = self._sset_ids
-            x.srx = {ids[i] for i in self._sset.Match(x.sc) or ()}
+                d[pid] = start if d is th else start - tlen - 1
+        if self._tset is not None and tc:
+            got = self._tset.Match(tc)
+            if got:
+                ids = self._tset_ids
+                x.trx = {ids[i] for i in got}
+        if self._sset is not None and sc:
+            got = self._sset.Match(sc)
+            if got:
+                ids = self._sset_ids
+                x.srx = {ids[i] for i in got}
 
-    def _fired(self, item: Item) -> tuple[_ItemCtx, list[_Compiled]]:
+    def _candidates(self, x: _ItemCtx) -> list[int]:
+        """Rule numbers worth evaluating for this item, in rule order."""
+        cand: set[int] = set(self._always)
+        bp = self._by_phrase
+        for hits in (x.th, x.sh):
+            for pid in hits:
+                r = bp.get(pid)
+                if r:
+                    cand.update(r)
+        br = self._by_regex
+        for rids in (x.trx, x.srx):
+            for rid in rids:
+                r = br.get(rid)
+                if r:
+                    cand.update(r)
+        item = x.item
+        if item.form:
+            cand.update(self._rules_for_form(item.form))
+        if item.filing_items:
+            cand.update(self._items_rules)
+        return sorted(cand)
+
+    def _rules_for_form(self, form: str) -> tuple[int, ...]:
+        got = self._by_form.get(form)
+        if got is None:
+            got = tuple(idx for idx, pats in self._form_rules if _form_matches(pats, form))
+            if len(self._by_form) >= _FORM_CACHE_MAX:
+                self._by_form.clear()
+            self._by_form[form] = got
+        return got
+
+    def _fired(self, item: Item) -> tuple[_ItemCtx, list[int]]:
         x = _ItemCtx(item)
         self._scan(x)
-        cand: set[int] = set(self._always)
-        bp, br = self._by_phrase, self._by_regex
-        for pid in x.th:
-            r = bp.get(pid)
-            if r:
-                cand.update(r)
-        for pid in x.sh:
-            r = bp.get(pid)
-            if r:
-                cand.update(r)
-        for rid in x.trx:
-            r = br.get(rid)
-            if r:
-                cand.update(r)
-        for rid in x.srx:
-            r = br.get(rid)
-            if r:
-                cand.update(r)
-        fired: list[_Compiled] = []
-        compiled = self._compiled
-        for i in sorted(cand):
-            cr = compiled[i]
-            if cr.when(x) and (cr.unless is None or not cr.unless(x)):
-                fired.append(cr)
+        evals = self._evals
+        fired: list[int] = []
+        for i in self._candidates(x):
+            when, unless = evals[i]
+            if when(x) and (unless is None or not unless(x)):
+                fired.append(i)
         return x, fired
 
     def match_item(self, item: Item, *, ignore_scope: bool = False, explain: bool = True) -> list[Match]:
@@ -360,20 +408,27 @@ class RuleSet:
 
         An item without tickers gives one Match with ticker "" for rules scoped to every ticker
         ("*"); rules scoped to named tickers need one of them on the item. `ignore_scope`
-        (used by `keynews rules test`) treats the item as in scope of every rule.
+        (used by `keynews rules test`) treats the item as in scope of every rule. `explain=False`
+        skips building explanations (the only per-rule regex runs), for callers that only want
+        which rules fired.
         """
         x, fired = self._fired(item)
         out: list[Match] = []
-        for cr in fired:
-            r = cr.rule
-            if item.tickers:
-                tickers = [t for t in item.tickers if ignore_scope or r.in_scope(t)]
+        compiled = self._compiled
+        item_tickers = item.tickers
+        for i in fired:
+            r = compiled[i].rule
+            if item_tickers:
+                tickers = [t for t in item_tickers if ignore_scope or r.in_scope(t)]
+                if not tickers:
+                    continue
+            elif ignore_scope or r.all_tickers:
+                tickers = [""]
             else:
-                tickers = [""] if (ignore_scope or r.all_tickers) else []
-            if not tickers:
                 continue
-            expl = self._explain_item(r, x) if explain else ()
-            out.extend(Match(r.id, r.title, r.category, r.severity, t, expl) for t in tickers)
+            expl = self._explain_item(i, x) if explain else ()
+            for t in tickers:
+                out.append(Match(r.id, r.title, r.category, r.severity, t, expl))
         return out
 
     def match_price(self, event: PriceEvent) -> list[Match]:
@@ -389,69 +444,73 @@ class RuleSet:
 
     # ------------------------------------------------------------ explain
 
-    def _explain_item(self, rule: Rule, x: _ItemCtx) -> tuple[Explanation, ...]:
-        assert rule.when is not None
+    def _explain_item(self, idx: int, x: _ItemCtx) -> tuple[Explanation, ...]:
+        explainers = self._explainers[idx]
+        if explainers is None:
+            when = self._compiled[idx].rule.when
+            assert when is not None
+            explainers = tuple(self._leaf_explainer(node) for node in _positive_leaves(when))
+            self._explainers[idx] = explainers
+        rid = self._compiled[idx].rule.id
         out: list[Explanation] = []
-        leaves = self._pos_leaves.get(rule.id)
-        if leaves is None:
-            leaves = self._pos_leaves[rule.id] = tuple(_positive_leaves(rule.when))
-        for node in leaves:
-            if self._leaf_pred[id(node)](x):
-                out.extend(self._explain_leaf(rule.id, node, x))
+        for ex in explainers:
+            out.extend(ex(x, rid))
+        if len(out) < 2:
+            return tuple(out)
         return tuple(dict.fromkeys(out))
 
-    def _span(self, rid: str, field: str, original: str, start: int, end: int) -> Explanation:
-        s, e = to_original(original, start, end)
-        return Explanation(rid, field, original[s:e], s, e)
+    def _leaf_explainer(self, node: c.Node) -> Explainer:
+        """A function giving the explanations of one leaf for an item (none when the leaf is false).
 
-    def _explain_leaf(self, rid: str, node: c.Node, x: _ItemCtx) -> list[Explanation]:
-        item = x.item
-        out: list[Explanation] = []
-        fields = {"headline": ("headline",), "summary": ("summary",), "text": ("headline", "summary")}
+        Built once per leaf, so explaining a fired rule does no tree walking or type dispatch.
+        """
+        pred = self._leaf_pred[id(node)]
+        fields = {"headline": (True,), "summary": (False,), "text": (True, False)}
         if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
             pids = self._leaf_pids[id(node)]
-            for f in fields[node.field]:
-                hits, orig = (x.th, item.title) if f == "headline" else (x.sh, item.summary)
-                for pid in sorted(pids.intersection(hits), key=hits.__getitem__):
-                    pos = hits[pid]
-                    out.append(self._span(rid, f, orig, pos, pos + self._phrase_len[pid]))
-                    if len(out) >= _MAX_EXPLAIN_PER_LEAF:
-                        return out
-        elif isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
-            for f in fields[node.field]:
-                hit_ids, coll, orig = (x.trx, x.tc, item.title) if f == "headline" else (x.srx, x.sc, item.summary)
-                for p in node.patterns:
-                    prid = self._regex_ids[p]
-                    if prid in hit_ids:
-                        m = self._single[prid].search(coll)
-                        if m is not None:
-                            out.append(self._span(rid, f, orig, m.start(), m.end()))
-        elif isinstance(node, c.Phrases | c.AllWords):
-            words = node.phrases if isinstance(node, c.Phrases) else node.words
-            for w in words:
-                i = _url_has_phrase(item.url, w)
-                if i >= 0:
-                    out.append(Explanation(rid, "url", item.url[i : i + len(w)], i, i + len(w)))
-        elif isinstance(node, c.Regex):
-            for p in node.patterns:
-                m = self._url_regex[p].search(item.url)
-                if m is not None:
-                    out.append(Explanation(rid, "url", m.group(), m.start(), m.end()))
-        elif isinstance(node, c.InSet):
-            if node.field == "source":
-                out.append(Explanation(rid, "source", item.source_id))
-            elif node.field == "url":
-                out.append(Explanation(rid, "url", item.url, 0, len(item.url)))
-            else:
-                hit = [t for t in item.tickers if t in node.values]
-                out.append(Explanation(rid, "tickers", ", ".join(hit)))
-        elif isinstance(node, c.Filing):
-            text = item.form or ""
-            got = [i for i in item.filing_items if i.strip() in node.items]
-            if got:
-                text = f"{text} item {', '.join(got)}".strip()
-            out.append(Explanation(rid, "filing", text))
-        return out
+            plen = self._phrase_len
+            in_title = fields[node.field]
+
+            def phrases(x: _ItemCtx, rid: str) -> list[Explanation]:
+                if not pred(x):
+                    return []
+                out: list[Explanation] = []
+                for t in in_title:
+                    hits = x.th if t else x.sh
+                    for pid in sorted(pids.intersection(hits), key=hits.__getitem__):
+                        pos = hits[pid]
+                        out.append(_span(rid, x, t, pos, pos + plen[pid]))
+                        if len(out) >= _MAX_EXPLAIN_PER_LEAF:
+                            return out
+                return out
+
+            return phrases
+        if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
+            prids = [self._regex_ids[p] for p in node.patterns]
+            single = self._single
+            in_title = fields[node.field]
+
+            def regex(x: _ItemCtx, rid: str) -> list[Explanation]:
+                if not pred(x):
+                    return []
+                out: list[Explanation] = []
+                for t in in_title:
+                    hit_ids, coll = (x.trx, x.tc) if t else (x.srx, x.sc)
+                    for prid in prids:
+                        if prid in hit_ids:
+                            m = single[prid].search(coll)
+                            if m is not None:
+                                out.append(_span(rid, x, t, m.start(), m.end()))
+                return out
+
+            return regex
+
+        url_regex = self._url_regex
+
+        def other(x: _ItemCtx, rid: str) -> list[Explanation]:
+            return _explain_other(rid, node, x.item, url_regex) if pred(x) else []
+
+        return other
 
     def _explain_price(self, rule: Rule, ev: PriceEvent) -> tuple[Explanation, ...]:
         assert rule.when is not None
@@ -483,6 +542,48 @@ class RuleSet:
 
     def __repr__(self) -> str:
         return f"RuleSet({len(self.rules)} rules, version={self.version})"
+
+
+def _span(rid: str, x: _ItemCtx, in_title: bool, start: int, end: int) -> Explanation:
+    """A span of the collapsed title or summary, as offsets and text of the original field."""
+    if in_title:
+        original, same, field = x.item.title, x.tsame, "headline"
+    else:
+        original, same, field = x.item.summary, x.ssame, "summary"
+    if not same:
+        start, end = to_original(original, start, end)
+    return Explanation(rid, field, original[start:end], start, end)
+
+
+def _explain_other(rid: str, node: c.Node, item: Item, url_regex: dict[str, Any]) -> list[Explanation]:
+    """Explanations of a true leaf outside the headline and summary (url, source, tickers, filing)."""
+    out: list[Explanation] = []
+    if isinstance(node, c.Phrases | c.AllWords):  # url
+        words = node.phrases if isinstance(node, c.Phrases) else node.words
+        for w in words:
+            i = _url_has_phrase(item.url, w)
+            if i >= 0:
+                out.append(Explanation(rid, "url", item.url[i : i + len(w)], i, i + len(w)))
+    elif isinstance(node, c.Regex):  # url
+        for p in node.patterns:
+            m = url_regex[p].search(item.url)
+            if m is not None:
+                out.append(Explanation(rid, "url", m.group(), m.start(), m.end()))
+    elif isinstance(node, c.InSet):
+        if node.field == "source":
+            out.append(Explanation(rid, "source", item.source_id))
+        elif node.field == "url":
+            out.append(Explanation(rid, "url", item.url, 0, len(item.url)))
+        else:
+            hit = [t for t in item.tickers if t in node.values]
+            out.append(Explanation(rid, "tickers", ", ".join(hit)))
+    elif isinstance(node, c.Filing):
+        text = item.form or ""
+        got = [i for i in item.filing_items if i.strip() in node.items]
+        if got:
+            text = f"{text} item {', '.join(got)}".strip()
+        out.append(Explanation(rid, "filing", text))
+    return out
 
 
 def _positive_leaves(node: c.Node) -> list[c.Node]:

@@ -23,7 +23,6 @@ _NOSPACE_RANGES: tuple[tuple[int, int], ...] = (
 )
 
 _NONSPACE = re.compile(r"\S+")
-_ODD_SPACE = re.compile(r"^\s|\s$|[^\S ]")
 
 
 def is_nospace_script(ch: str) -> bool:
@@ -38,7 +37,19 @@ def is_word_char(ch: str) -> bool:
     return (ch.isalnum() or ch == "_") and not is_nospace_script(ch)
 
 
+def is_collapsed(text: str) -> bool:
+    """True when collapse() would return the text unchanged (the usual one-line feed summary).
+
+    Every whitespace character but the plain space is non-printable, so a printable text
+    without double or edge spaces has nothing to collapse. This check costs a fraction of the
+    split/join it avoids, and it tells the explainer that offsets need no mapping.
+    """
+    return text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "
+
+
 def collapse(text: str) -> str:
+    if is_collapsed(text):
+        return text
     return " ".join(text.split())
 
 
@@ -56,7 +67,7 @@ def normalize_phrase(phrase: str) -> str:
 
 def to_original(original: str, start: int, end: int) -> tuple[int, int]:
     """Map a [start, end) span of collapse(original) back to offsets in original."""
-    if "  " not in original and not _ODD_SPACE.search(original):
+    if is_collapsed(original):
         return start, end  # collapsing changed nothing
     pos = 0  # position in the collapsed text
     o_start = o_end = -1
