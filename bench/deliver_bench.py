@@ -107,7 +107,7 @@ class SmtpServerProcess:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         ctx = mp.get_context("spawn")
-        self.count: Synchronized = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self.count: Synchronized = ctx.Value("q", 0, lock=False)
         self._ready = ctx.Event()
         self._stop = ctx.Event()
         self._proc = ctx.Process(target=_serve, args=(self.port, self.count, self._ready, self._stop), daemon=True)
@@ -248,7 +248,7 @@ def send_raw(port: int, messages: list[tuple[str, bytes]], total: int, sender: s
 
 
 def run_size(subscribers: int, port: int, profile: bool, out: Connection) -> None:
-    from sqlalchemy import select
+    from sqlalchemy import text as sql
 
     from daemon.config import Settings
     from daemon.digest import DigestService
@@ -256,7 +256,6 @@ def run_size(subscribers: int, port: int, profile: bool, out: Connection) -> Non
     from daemon.sender import Sender, _envelope_from
     from daemon.store.db import make_engine, upgrade
     from daemon.store.repo import Repo
-    from daemon.store.tables import Outbox, Subscriber
 
     with tempfile.TemporaryDirectory(prefix="deliver-bench-") as tmp:
         settings = Settings(
@@ -295,10 +294,15 @@ def run_size(subscribers: int, port: int, profile: bool, out: Connection) -> Non
         if report.sent != closed.queued + closed.alerts or report.failed or report.retried:
             raise RuntimeError(f"delivery incomplete: closed {closed}, sent {report}")
 
-        with repo.session() as s:
-            emails = dict(s.execute(select(Subscriber.id, Subscriber.email)).all())
-            rows = s.execute(select(Outbox.subscriber_id, Outbox.raw).order_by(Outbox.id).limit(RAW_POOL)).all()
-        pool = [(emails[sid], bytes(raw)) for sid, raw in rows]
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sql(
+                    "SELECT subscriber.email, outbox.raw FROM outbox JOIN subscriber ON subscriber.id = "
+                    "outbox.subscriber_id WHERE outbox.status = 'sent' ORDER BY outbox.id LIMIT :n"
+                ),
+                {"n": RAW_POOL},
+            ).all()
+        pool: list[tuple[str, bytes]] = [(str(email), bytes(raw)) for email, raw in rows]  # type: ignore[call-overload]
         avg_bytes = sum(len(r) for _e, r in pool) // max(len(pool), 1)
         raw_s = send_raw(port, pool, report.sent, _envelope_from(settings))
         engine.dispose()

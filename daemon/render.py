@@ -15,6 +15,7 @@ operator who overrides a template only arranges values and cannot get the safety
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 import textwrap
@@ -244,12 +245,18 @@ def entry_view(entry: DigestEntry, tz: str) -> EntryView:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _entry_view_cached(entry: DigestEntry, tz: str) -> EntryView:
+    # Cached: a story appears in many subscribers' digests, and its view depends only on it and the zone.
+    return entry_view(entry, tz)
+
+
 def section_view(section: TickerSection, tz: str) -> SectionView:
     return SectionView(
         symbol=clean_text(section.symbol, 20),
         name=clean_text(section.name, 80),
         price_line=price_line(section),
-        entries=tuple(entry_view(e, tz) for e in section.entries),
+        entries=tuple(_entry_view_cached(e, tz) for e in section.entries),
         overflow=max(0, section.overflow),
     )
 
@@ -284,8 +291,14 @@ def digest_view(
 
 def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
     """textwrap that never breaks a long word, so URLs stay clickable in the text part."""
+    return _wrap_str(str(text), width, indent, first)
+
+
+@functools.lru_cache(maxsize=8192)
+def _wrap_str(text: str, width: int, indent: str, first: str | None) -> str:
+    # Cached: the same story is wrapped for every subscriber whose digest carries it.
     return textwrap.fill(
-        str(text),
+        text,
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,
