@@ -116,9 +116,16 @@ class Pipeline:
                     for k, row in rows.items()
                 )
             )
-        clusterer = Clusterer(self.repo.recent_stories(now - CLUSTER_LOOKBACK))
-        for (key, row), result in zip(rows.items(), results, strict=True):
-            report.sources.append(self._ingest(self.specs[key], result, rules, clusterer, now, row.failures))
+
+        def ingest_all() -> list[SourceReport]:
+            clusterer = Clusterer(self.repo.recent_stories(now - CLUSTER_LOOKBACK))
+            return [
+                self._ingest(self.specs[key], result, rules, clusterer, now, row.failures)
+                for (key, row), result in zip(rows.items(), results, strict=True)
+            ]
+
+        # parsing and storing is blocking work: keep it off the event loop the scheduler runs on
+        report.sources.extend(await asyncio.to_thread(ingest_all))
         return report
 
     def _ingest(
