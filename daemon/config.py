@@ -49,6 +49,7 @@ class Settings:
     send_batch: int = 50
     send_lease_s: float = 300.0  # a row claimed by a sender that died is sent again after this
     tick_seconds: int = 30
+    rules_reload_s: int = 5  # how often rule files are checked for edits (SIGHUP reloads at once)
     web_host: str = "127.0.0.1"
     web_port: int = 8025
 

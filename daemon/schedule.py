@@ -67,7 +67,7 @@ async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
     scheduler.add_job(jobs.poll, "interval", seconds=tick, id="poll", next_run_time=utcnow())
     scheduler.add_job(jobs.digest, "interval", seconds=60, id="digest", next_run_time=utcnow())
     scheduler.add_job(jobs.send, "interval", seconds=max(tick, 15), id="send")
-    scheduler.add_job(jobs.reload_rules, "interval", seconds=5, id="rules")
+    scheduler.add_job(jobs.reload_rules, "interval", seconds=max(app.settings.rules_reload_s, 1), id="rules")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -96,6 +96,47 @@ def test_rules_backtest_over_stored_items(tmp_path: Path, feed_server: FeedServe
     assert keynews(env, "db", "upgrade").stdout.strip() == "database at revision 0001"
 
 
+GOOD_EXTRA_RULE = """rules:
+  - id: extra
+    title: Extra
+    category: other
+    severity: low
+    when:
+      headline: {phrases: ["weather"]}
+"""
+
+
+def test_sighup_reloads_rules_at_once(tmp_path: Path) -> None:
+    settings = make_workspace(tmp_path, "sources: []\n")
+    env = settings_env(settings) | {"KEYNEWS_RULES_RELOAD_S": "3600", "KEYNEWS_TICK_SECONDS": "3600"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while not any("keynews running" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        (settings.rules_dir / "extra.yaml").write_text(GOOD_EXTRA_RULE, encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        while not any("rules reloaded" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        assert "rules reloaded: 4 rules" in "".join(lines)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_subscribers_add_list_remove(tmp_path: Path) -> None:
     env = settings_env(make_workspace(tmp_path, "sources: []\n"))
     added = keynews(env, "subscribers", "add", "Ann@Example.com", "--tickers", "KC,acme", "--frequency", "weekly")
