@@ -21,6 +21,7 @@ from daemon.models import Explanation, Item, Match, PriceEvent
 
 from . import conditions as c
 from .loader import Source, normalize_form, parse_sources, re2_options, read_sources, regex_for_matching
+from .regex_literals import required_literals
 from .rule import Rule
 from .textnorm import collapse, is_collapsed, is_nospace_script, lower_same_length, to_original
 
@@ -88,6 +89,40 @@ def _bounded(text: str, start: int, end: int) -> bool:
     return not (end < len(text) and _word(text[end - 1]) and _word(text[end]))
 
 
+def _all_of(kids: tuple[Pred, ...]) -> Pred:
+    # Plain closures rather than all(genexpr): a generator per node per item is the dearest
+    # part of evaluating a tree.
+    if len(kids) == 1:
+        return kids[0]
+    if len(kids) == 2:
+        a, b = kids
+        return lambda x: a(x) and b(x)
+
+    def all_(x: Any) -> bool:
+        for k in kids:  # noqa: SIM110 - a loop beats all()/any() over a generator here
+            if not k(x):
+                return False
+        return True
+
+    return all_
+
+
+def _any_of(kids: tuple[Pred, ...]) -> Pred:
+    if len(kids) == 1:
+        return kids[0]
+    if len(kids) == 2:
+        a, b = kids
+        return lambda x: a(x) or b(x)
+
+    def any_(x: Any) -> bool:
+        for k in kids:  # noqa: SIM110 - a loop beats all()/any() over a generator here
+            if k(x):
+                return True
+        return False
+
+    return any_
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     rule: Rule
@@ -97,6 +132,21 @@ class _Compiled:
 
 
 Explainer = Callable[[_ItemCtx, str], list[Explanation]]
+
+
+def _re2_options(*, spans_only: bool) -> re2.Options:
+    opts = re2.Options()
+    opts.log_errors = False
+    # Room for the DFA of patterns like `^.{0,300}\b(merger|...)`: with the default 8 MB RE2
+    # keeps flushing its state cache and runs several times slower. A cap, not an allocation.
+    opts.max_mem = 64 << 20
+    # Explanations want the span only; without groups RE2 need not rerun the match on its NFA.
+    opts.never_capture = spans_only
+    return opts
+
+
+_FILTER_OPTIONS = _re2_options(spans_only=False)
+_SPAN_OPTIONS = _re2_options(spans_only=True)
 
 # Bound a cache of form -> filing rules: forms are a small vocabulary, but a feed could send junk.
 _FORM_CACHE_MAX = 4096
@@ -122,12 +172,13 @@ class RuleSet:
             for tree in (r.when, r.unless):
                 if tree is not None:
                     self._collect(tree)
-        self._build_automaton()
+        self._single: dict[int, Any] = {
+            rid: re2.compile(regex_for_matching(p), _SPAN_OPTIONS) for p, rid in self._regex_ids.items()
+        }
         self._tset, self._tset_ids = self._build_set(("headline", "text"))
         self._sset, self._sset_ids = self._build_set(("summary", "text"))
-        self._single: dict[int, Any] = {
-            rid: re2.compile(regex_for_matching(p), re2_options()) for p, rid in self._regex_ids.items()
-        }
+        self._build_regex_gates()
+        self._build_automaton()
         self._compiled: list[_Compiled] = []
         self._leaf_pred: dict[int, Pred] = {}  # by id(): node hashes are deep
         self._leaf_pids: dict[int, frozenset[int]] = {}
@@ -218,17 +269,6 @@ class RuleSet:
             return cost, frozenset(acc)
         return None
 
-    def _build_automaton(self) -> None:
-        self._auto: Any = None
-        if not self._phrase_ids:
-            return
-        a = ahocorasick.Automaton()
-        for phrase, pid in self._phrase_ids.items():
-            # Boundaries are only asked where the phrase edge is itself a word character.
-            a.add_word(phrase, (pid, len(phrase), _word(phrase[0]), _word(phrase[-1])))
-        a.make_automaton()
-        self._auto = a
-
     def _build_set(self, fields: tuple[str, ...]) -> tuple[Any, list[int]]:
         ids = [rid for p, rid in self._regex_ids.items() if self._regex_fields[rid] & set(fields)]
         if not ids:
@@ -236,13 +276,56 @@ class RuleSet:
         # FilteredRE2 rather than RE2::Set: a Set's DFA blows up with many `.*` patterns
         # (measured ~15k titles/s with 300 such patterns), while the filter first matches the
         # literal atoms each pattern requires, then runs only the patterns whose atoms are
-        # there: exact results, ~20x faster on the bench.
+        # there, asking "is there a match" (which stops at the first one) rather than "where".
         f = re2.Filter()
         patterns = {rid: p for p, rid in self._regex_ids.items()}
         for rid in ids:
-            f.Add(regex_for_matching(patterns[rid]), re2_options())
+            f.Add(regex_for_matching(patterns[rid]), _FILTER_OPTIONS)
         f.Compile()
         return f, ids
+
+    def _build_regex_gates(self) -> None:
+        """Which regexes each required literal (regex_literals) may let match, per text field.
+
+        The literals ride along in the automaton pass; a field where none of them was seen
+        (and no regex without literals exists) skips its RE2 filter call, the dearest step.
+        """
+        title_capable = {rid for rid, f in self._regex_fields.items() if f & {"headline", "text"}}
+        summary_capable = {rid for rid, f in self._regex_fields.items() if f & {"summary", "text"}}
+        self._lit_ids: dict[str, int] = {}
+        by_lit: dict[int, list[tuple[int, int]]] = {}  # literal -> (regex, bit of its set)
+        self._rx_full: dict[int, int] = {}  # regex -> bits of all its sets
+        always: list[int] = []
+        for pattern, rid in self._regex_ids.items():
+            sets = required_literals(pattern)
+            if sets is None:
+                always.append(rid)
+                continue
+            self._rx_full[rid] = (1 << len(sets)) - 1
+            for k, lits in enumerate(sets):
+                for lit in sorted(lits):
+                    by_lit.setdefault(self._lit_ids.setdefault(lit, len(self._lit_ids)), []).append((rid, 1 << k))
+        self._lit_rx_title = {k: tuple(e for e in v if e[0] in title_capable) for k, v in by_lit.items()}
+        self._lit_rx_summary = {k: tuple(e for e in v if e[0] in summary_capable) for k, v in by_lit.items()}
+        self._always_rx_title = tuple(r for r in always if r in title_capable)
+        self._always_rx_summary = tuple(r for r in always if r in summary_capable)
+
+    def _build_automaton(self) -> None:
+        self._auto: Any = None
+        entries: dict[str, list[int]] = {}  # key -> [phrase id, literal id], -1 for none
+        for phrase, pid in self._phrase_ids.items():
+            entries.setdefault(phrase, [-1, -1])[0] = pid
+        for lit, lid in self._lit_ids.items():
+            entries.setdefault(lit, [-1, -1])[1] = lid
+        if not entries:
+            return
+        a = ahocorasick.Automaton()
+        for key, (pid, lid) in entries.items():
+            # Boundaries are only asked where the phrase edge is itself a word character;
+            # regex literals need none (the regex decides).
+            a.add_word(key, (pid, len(key), _word(key[0]), _word(key[-1]), lid))
+        a.make_automaton()
+        self._auto = a
 
     def _pred(self, node: c.Node) -> Pred:
         pred = self._make_pred(node)
@@ -252,11 +335,9 @@ class RuleSet:
 
     def _make_pred(self, node: c.Node) -> Pred:
         if isinstance(node, c.All):
-            kids = tuple(self._pred(k) for k in node.children)
-            return lambda x: all(k(x) for k in kids)
+            return _all_of(tuple(self._pred(k) for k in node.children))
         if isinstance(node, c.Any_):
-            kids = tuple(self._pred(k) for k in node.children)
-            return lambda x: any(k(x) for k in kids)
+            return _any_of(tuple(self._pred(k) for k in node.children))
         if isinstance(node, c.Not):
             inner = self._pred(node.child)
             return lambda x: not inner(x)
@@ -324,42 +405,70 @@ class RuleSet:
     # ------------------------------------------------------------ evaluate
 
     def _scan(self, x: _ItemCtx) -> None:
-        """One automaton pass over both text fields, then the RE2 prefilters."""
+        """One automaton pass over both text fields (phrases and regex literals), then the regexes."""
         tc, sc = x.tc, x.sc
         tlen = len(tc)
-        if self._auto is not None and (tc or sc):
-            low = lower_same_length(f"{tc}\n{sc}")
-            th, sh = x.th, x.sh
-            n = len(low)
-            for end, (pid, plen, lw, rw) in self._auto.iter(low):
+        if not (tc or sc):
+            return
+        low = lower_same_length(f"{tc}\n{sc}")
+        th, sh = x.th, x.sh
+        tlit: set[int] = set()
+        slit: set[int] = set()
+        n = len(low)
+        for end, (pid, plen, lw, rw, lid) in self._auto.iter(low) if self._auto is not None else ():
+            if lid >= 0:
                 if end < tlen:
-                    if pid in th:
-                        continue
-                    d = th
-                elif pid in sh:
-                    continue
+                    tlit.add(lid)
                 else:
-                    d = sh
-                start = end - plen + 1
-                if lw and start > 0:
-                    ch = low[start - 1]
-                    if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
-                        continue
-                if rw and end + 1 < n:
-                    ch = low[end + 1]
-                    if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
-                        continue
-                d[pid] = start if d is th else start - tlen - 1
-        if self._tset is not None and tc:
+                    slit.add(lid)
+                if pid < 0:
+                    continue
+            if end < tlen:
+                if pid in th:
+                    continue
+                d = th
+            elif pid in sh:
+                continue
+            else:
+                d = sh
+            start = end - plen + 1
+            if lw and start > 0:
+                ch = low[start - 1]
+                if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
+                    continue
+            if rw and end + 1 < n:
+                ch = low[end + 1]
+                if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
+                    continue
+            d[pid] = start if d is th else start - tlen - 1
+        # RE2 folds `s` with U+017F under (?i) but str.lower() keeps it: run every regex then.
+        odd = "\u017f" in low
+        if tc and self._tset is not None and (odd or self._gated(tlit, self._lit_rx_title, self._always_rx_title)):
             got = self._tset.Match(tc)
             if got:
                 ids = self._tset_ids
                 x.trx = {ids[i] for i in got}
-        if self._sset is not None and sc:
+        if sc and self._sset is not None and (odd or self._gated(slit, self._lit_rx_summary, self._always_rx_summary)):
             got = self._sset.Match(sc)
             if got:
                 ids = self._sset_ids
                 x.srx = {ids[i] for i in got}
+
+    def _gated(self, lits: set[int], gate: dict[int, tuple[tuple[int, int], ...]], always: tuple[int, ...]) -> bool:
+        """Whether some regex of a field may match: a string of each of its required sets is there."""
+        if always:
+            return True
+        if not lits:
+            return False
+        seen: dict[int, int] = {}
+        full = self._rx_full
+        for lid in lits:
+            for rid, bit in gate[lid]:
+                bits = seen.get(rid, 0) | bit
+                if bits == full[rid]:
+                    return True
+                seen[rid] = bits
+        return False
 
     def _candidates(self, x: _ItemCtx) -> list[int]:
         """Rule numbers worth evaluating for this item, in rule order."""
