@@ -656,11 +656,11 @@ class RuleSet:
 def _span(rid: str, x: _ItemCtx, in_title: bool, start: int, end: int) -> Explanation:
     """A span of the collapsed title or summary, as offsets and text of the original field."""
     if in_title:
-        original, same, field = x.item.title, x.tsame, "headline"
+        original, same, field, collapsed = x.item.title, x.tsame, "headline", x.tc
     else:
-        original, same, field = x.item.summary, x.ssame, "summary"
+        original, same, field, collapsed = x.item.summary, x.ssame, "summary", x.sc
     if not same:
-        start, end = to_original(original, start, end)
+        start, end = to_original(original, start, end, collapsed)
     return Explanation(rid, field, original[start:end], start, end)
 
 

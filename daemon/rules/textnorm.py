@@ -65,22 +65,55 @@ def normalize_phrase(phrase: str) -> str:
     return lower_same_length(collapse(phrase))
 
 
-def to_original(original: str, start: int, end: int) -> tuple[int, int]:
-    """Map a [start, end) span of collapse(original) back to offsets in original."""
+def to_original(original: str, start: int, end: int, collapsed: str | None = None) -> tuple[int, int]:
+    """Map a [start, end) span of collapse(original) back to offsets in original.
+
+    A span that starts on a collapsed space starts at the next word; one that ends just after
+    a collapsed space ends where the next word starts (the whole whitespace run is in it).
+    Walks only the whitespace runs collapsing changed, not every word.
+    """
     if is_collapsed(original):
         return start, end  # collapsing changed nothing
-    pos = 0  # position in the collapsed text
-    o_start = o_end = -1
-    for m in _NONSPACE.finditer(original):
-        tok_len = m.end() - m.start()
-        if o_start < 0 and start < pos + tok_len:
-            o_start = m.start() + max(0, start - pos)
-        if end <= pos + tok_len:
-            o_end = m.start() + max(0, end - pos)
-            break
-        pos += tok_len + 1  # the single space that stands for the whitespace run
-    if o_start < 0:
-        o_start = len(original)
-    if o_end < 0:
-        o_end = len(original)
-    return o_start, max(o_start, o_end)
+    c = collapse(original) if collapsed is None else collapsed
+    n = len(c)
+    if n == 0 or start >= n:
+        return len(original), len(original)
+    ps = start + 1 if c[start] == " " else start
+    if end > n:
+        o_start = _original_positions(original, [ps])[0]
+        return o_start, max(o_start, len(original))
+    if end <= 0:
+        pe, plus = 0, 0
+    elif c[end - 1] == " ":
+        pe, plus = end, 0
+    else:
+        pe, plus = end - 1, 1
+    o_start, o_end = _original_positions(original, [ps, pe])
+    return o_start, max(o_start, o_end + plus)
+
+
+_ODD_RUN = re.compile(r"\s{2,}|[^\S ]")  # whitespace collapse() rewrites (not a lone space)
+
+
+def _original_positions(original: str, positions: list[int]) -> list[int]:
+    """Original offsets of characters (never collapsed spaces) at these collapsed positions."""
+    lead = len(original) - len(original.lstrip())
+    shift = lead
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    out = [0] * len(positions)
+    k = 0
+    for m in _ODD_RUN.finditer(original, lead):
+        a, b = m.span()
+        if b == len(original):
+            break  # trailing whitespace: nothing after it
+        sep = a - shift  # where the run's single space sits in the collapsed text
+        while k < len(order) and positions[order[k]] < sep:
+            out[order[k]] = positions[order[k]] + shift
+            k += 1
+        if k == len(order):
+            return out
+        shift += b - a - 1
+    while k < len(order):
+        out[order[k]] = positions[order[k]] + shift
+        k += 1
+    return out

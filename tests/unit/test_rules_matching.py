@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
+
+import re2
 
 from daemon.models import Item, PriceEvent, Severity
 from daemon.rules import RuleSet, load_rules_text, watched_scope
+from daemon.rules.regex_literals import required_literals
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -200,3 +204,123 @@ def test_price_rules() -> None:
     got = [m.rule_id for m in rs.match_price(PriceEvent("KC", NOW, {"change_pct": 1.0, "high_days": 300}, "1d"))]
     assert got == ["kc-vol"]
     assert rs.match_item(item("x y")) != [] and all(not m.rule_id.startswith("move") for m in rs.match_item(item("x")))
+
+
+# ---------------------------------------------------------------- compiled-matcher internals
+# The matcher skips work (regex literal gate, filing rules by form, explanations on demand);
+# these check that skipping never changes what fires or what is explained.
+
+
+def test_required_literals_examples() -> None:
+    # the set whose shortest string is longest wins: " quarter" / "-quarter" (8) over "results" (7)
+    assert required_literals(r"\b(Q[1-4]|first|second)[- ]quarter\b.*\bresults\b") == (
+        frozenset({" quarter", "-quarter"}),
+    )
+    assert required_literals(r"(?-i)\bNYSE\b") == (frozenset({"nyse"}),)
+    assert required_literals(r"\bstakes?\b") == (frozenset({"stake"}),)
+    assert required_literals(r"\b\d{3}\.\d\b") is None  # nothing literal: always run
+    assert required_literals(r"ab|c") is None  # one branch has no 3-character string
+    assert required_literals(r"x\Qa.b\E") is None  # syntax not modelled: always run
+    assert required_literals(r"a{,3}bcd") == (frozenset({"a{,3}bcd"}),)  # RE2 reads {,3} literally
+    assert required_literals(r"\?\s*$") == (frozenset({"?"}),)  # a rare sign is selective enough
+
+
+def _random_regex(rnd: random.Random, depth: int = 0) -> str:
+    atoms = ["net", "loss", "qtr", "a", "b", " ", r"\d", r"\w", ".", "[- ]", "[^,]", r"\b", "^", "$", "x", r"\."]
+    atoms.append("(?i)")
+    parts = []
+    for _ in range(rnd.randint(1, 4)):
+        if depth < 2 and rnd.random() < 0.3:
+            alts = [_random_regex(rnd, depth + 1) for _ in range(rnd.randint(1, 3))]
+            atom = "(" + rnd.choice(["", "?:", "?P<g>"]) + "|".join(alts) + ")"
+        else:
+            atom = rnd.choice(atoms)
+        if atom not in (r"\b", "^", "$", "(?i)") and rnd.random() < 0.3:
+            atom += rnd.choice(["?", "*", "+", "{2}", "{0,3}", "{1,}", "??"])
+        parts.append(atom)
+    return "".join(parts)
+
+
+def test_required_literals_never_miss_a_match() -> None:
+    """Every text a regex matches contains a string of each required set (else a match is lost)."""
+    rnd = random.Random(11)
+    alphabet = ["net", "loss", "qtr", "a", "b", "x", " ", "-", ",", ".", "1", "NET", "Loss", "ab"]
+    texts = ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12))) for _ in range(300)]
+    checked = 0
+    for _ in range(400):
+        pattern = _random_regex(rnd)
+        try:
+            rx = re2.compile("(?i)" + pattern)
+        except re2.error:
+            continue
+        sets = required_literals(pattern)
+        if sets is None:
+            continue
+        for t in texts:
+            if rx.search(t) is not None:
+                checked += 1
+                low = t.lower()
+                assert all(any(s in low for s in req) for req in sets), (pattern, t, sets)
+    assert checked > 100  # the generator does produce matching pairs
+
+
+def test_regex_folds_long_s_like_re2() -> None:
+    # RE2 (?i) folds s with U+017F; the literal gate sees lowercased text, where ſ stays ſ.
+    rs = one(r"""{headline: {regex: 'sales rose'}}""")
+    assert ids(rs, item("ſales rose 5 pct")) == ["r"]
+    assert ids(rs, item("SALES ROSE")) == ["r"]
+    assert ids(rs, item("sales fell")) == []
+
+
+def test_regex_gate_per_field() -> None:
+    # The literal is in the summary, the regex wants the headline: the headline must not fire.
+    rs = one(r"""{headline: {regex: '\bnet loss\b'}}""")
+    assert ids(rs, item("Acme results", "net loss widened")) == []
+    assert ids(rs, item("Acme net loss", "widened")) == ["r"]
+    rs = one(r"""{text: {regex: '\bnet loss\b'}}""")
+    assert ids(rs, item("Acme results", "net\n  loss widened")) == ["r"]
+
+
+def test_filing_rules_looked_up_by_form_still_combine() -> None:
+    rs = rules(
+        "  - id: any-form\n    category: filing\n    when:\n      any:\n"
+        "        - filing: {form: ['10-K']}\n        - filing: {form: ['20-F']}\n"
+        "  - id: form-and-text\n    category: filing\n    when:\n      all:\n"
+        "        - filing: {form: ['8-K']}\n        - not: {headline: {phrases: [amendment]}}\n"
+        "  - id: items-only\n    category: filing\n    when: {filing: {items: ['5.02']}}\n"
+    )
+    assert ids(rs, item("annual report", form="20-F")) == ["any-form"]
+    assert ids(rs, item("annual report", form="10-K/A")) == ["any-form"]
+    assert ids(rs, item("current report", form="8-K")) == ["form-and-text"]
+    assert ids(rs, item("amendment", form="8-K")) == []
+    assert ids(rs, item("x", form="8-K", filing_items=("5.02",))) == ["form-and-text", "items-only"]
+    assert ids(rs, item("x", filing_items=("5.02",))) == ["items-only"]
+    assert ids(rs, item("annual report")) == []
+    # the same form again comes from the lookup cache and must answer the same
+    assert ids(rs, item("annual report", form="20-F")) == ["any-form"]
+
+
+def test_explanations_only_when_asked() -> None:
+    rs = rules(
+        "  - id: r\n    category: earnings\n    when:\n      any:\n"
+        "        - headline: {phrases: [net loss]}\n"
+        r"        - summary: {regex: '\bshr \d+ cts\b'}"
+        "\n"
+    )
+    it = item("Acme net loss widens", "Société: shr 5 cts vs 7 cts")
+    (plain,) = rs.match_item(it, explain=False)
+    (full,) = rs.match_item(it)
+    assert (plain.rule_id, plain.ticker, plain.explanations) == ("r", "", ())
+    assert full.rule_id == "r"
+    got = {(e.field, e.text, e.start, e.end) for e in full.explanations}
+    assert got == {("headline", "net loss", 5, 13), ("summary", "shr 5 cts", 9, 18)}
+    # explaining after matching without explanations gives the same answer
+    assert rs.match_item(it) == [full]
+
+
+def test_regex_explanation_offsets_in_uncollapsed_non_ascii_text() -> None:
+    rs = one(r"""{summary: {regex: '\bnet (income|loss)\b'}}""")
+    summary = "Café  Société:\n   net\n  income rose"
+    (m,) = rs.match_item(item("x", summary))
+    (e,) = m.explanations
+    assert summary[e.start : e.end] == e.text == "net\n  income"
