@@ -7,10 +7,18 @@ being built twice; the anti-join on outbox_match is what keeps a story from bein
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import struct
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import IO, Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
@@ -35,6 +43,8 @@ UNSUBSCRIBE_TTL = timedelta(days=400)
 NEWS_BEFORE_MOVE = timedelta(hours=6)
 RECENT_TTL = timedelta(days=30)
 PAGE = 500  # subscribers read, and their pending matches fetched, at a time
+POOL_MIN = 200  # digests in one page before rendering moves to worker processes
+POOL_MAX = 4  # worker processes at most (one per core below that)
 WRITE_BATCH = 100  # closed windows per transaction
 WRITE_BYTES = 8 * 1024 * 1024  # ... or fewer, so a run holds a bounded amount of rendered mail
 
@@ -320,6 +330,7 @@ class DigestService:
         self.repo = repo
         self.builder = DigestBuilder(settings, repo, watchlist)
         self.renderer = renderer or Renderer(settings.templates_dir)
+        self.parallel = renderer is None  # workers build their own Renderer: only the default one
         self.domain = settings.mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
 
     def close_due(self, now: datetime, *, force_window: str | None = None) -> CloseReport:
@@ -332,7 +343,26 @@ class DigestService:
         report = CloseReport()
         self.builder.reset()
         writer = _WindowWriter(self.repo, report)
+        renderers = _Renderers(self, writer)
+        try:
+            self._close_pages(now, force_window, report, writer, renderers)
+        except BaseException:
+            renderers.close(collect=False)
+            raise
+        renderers.close()
+        writer.flush()
+        return report
+
+    def _close_pages(
+        self,
+        now: datetime,
+        force_window: str | None,
+        report: CloseReport,
+        writer: _WindowWriter,
+        renderers: _Renderers,
+    ) -> None:
         for page in self.repo.subscriber_pages(status="active", page=PAGE):
+            jobs: list[_Job] = []
             keys = {sub.id: force_window or due_window(sub, now) for sub in page}
             closed = self.repo.windows_closed((sid, key) for sid, key in keys.items() if key is not None)
             pending = self.builder.pending_many(page, now)
@@ -363,9 +393,8 @@ class DigestService:
                         )
                         report.skipped += 1
                         continue
-                writer.add(self._prepare(sub, matches, kind="digest", window_key=key, now=now), sub.email)
-        writer.flush()
-        return report
+                jobs.append(self._job(sub, matches, "digest", key, now))
+            renderers.submit(jobs)
 
     def _close_alert(
         self, sub: SubscriberView, now: datetime, report: CloseReport, pending: Sequence[StoredMatch] | None = None
@@ -398,28 +427,13 @@ class DigestService:
     def _prepare(
         self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
     ) -> WindowClose:
-        built, rendered = self.render(sub, matches, kind=kind, window_key=window_key, now=now)
-        message_id = make_message_id(self.domain, f"{sub.id}:{window_key}")
-        msg = build_message(
-            rendered,
-            to=sub.email,
-            from_=self.settings.mail_from,
-            message_id=message_id,
-            date=now,
-            list_id=self.settings.list_id,
-            unsubscribe_url=built.digest.unsubscribe_url,
-            unsubscribe_mailto=self.settings.unsubscribe_mailto,
-        )
-        return WindowClose(
-            subscriber_id=sub.id,
-            window_key=window_key,
-            kind=kind,
-            message_id=message_id,
-            subject=rendered.subject,
-            raw=bytes(msg),
-            match_ids=tuple(built.match_ids),
-            now=now,
-        )
+        return _finish(self.renderer, self.settings, self.domain, self._job(sub, matches, kind, window_key, now))
+
+    def _job(
+        self, sub: SubscriberView, matches: Sequence[StoredMatch], kind: str, window_key: str, now: datetime
+    ) -> _Job:
+        built = self.builder.build(sub, matches, kind=kind, window_key=window_key, now=now)
+        return _Job(sub.id, sub.email, built, kind, window_key, now)
 
     def _queue(
         self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
@@ -436,6 +450,179 @@ class DigestService:
             now=w.now,
         )
         return outbox_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A built digest waiting to be rendered into mail: all a worker process needs, picklable."""
+
+    subscriber_id: int
+    email: str
+    built: BuiltDigest
+    kind: str
+    window_key: str
+    now: datetime
+
+
+def _finish(renderer: Renderer, settings: Settings, domain: str, job: _Job) -> WindowClose:
+    """Render and MIME-build one digest: the CPU-heavy, database-free half of closing a window."""
+    digest = job.built.digest
+    rendered = (
+        renderer.render_alert(digest, now=job.now)
+        if job.kind == "alert"
+        else renderer.render_digest(digest, now=job.now)
+    )
+    message_id = make_message_id(domain, f"{job.subscriber_id}:{job.window_key}")
+    msg = build_message(
+        rendered,
+        to=job.email,
+        from_=settings.mail_from,
+        message_id=message_id,
+        date=job.now,
+        list_id=settings.list_id,
+        unsubscribe_url=digest.unsubscribe_url,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
+    return WindowClose(
+        subscriber_id=job.subscriber_id,
+        window_key=job.window_key,
+        kind=job.kind,
+        message_id=message_id,
+        subject=rendered.subject,
+        raw=bytes(msg),
+        match_ids=tuple(job.built.match_ids),
+        now=job.now,
+    )
+
+
+def _send_frame(stream: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("!Q", len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _recv_frame(stream: IO[bytes]) -> Any:
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("render worker closed its pipe")
+    (size,) = struct.unpack("!Q", head)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("render worker closed its pipe")
+    return pickle.loads(data)
+
+
+def worker_main() -> None:
+    """A render worker: (settings, domain), then lists of _Job in, lists of WindowClose out, until EOF.
+
+    Only trusted frames from the parent daemon process ever reach pickle here (a private pipe).
+    """
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but frames may reach the pipe
+    try:
+        settings, domain = _recv_frame(stdin)
+        renderer = Renderer(settings.templates_dir)
+        while True:
+            jobs = _recv_frame(stdin)
+            try:
+                reply: object = [_finish(renderer, settings, domain, job) for job in jobs]
+            except Exception as exc:  # reported to the parent, which raises
+                reply = f"{type(exc).__name__}: {exc}"
+            _send_frame(stdout, reply)
+    except EOFError:
+        return
+
+
+class _Worker:
+    def __init__(self, settings: Settings, domain: str) -> None:
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from daemon.digest import worker_main; worker_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
+        _send_frame(self.stdin, (settings, domain))
+
+    def send(self, jobs: list[_Job]) -> None:
+        _send_frame(self.stdin, jobs)
+
+    def receive(self) -> list[WindowClose]:
+        reply = _recv_frame(self.stdout)
+        if isinstance(reply, str):
+            raise RuntimeError(f"render worker failed: {reply}")
+        return cast(list[WindowClose], reply)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.stdout.close()
+
+
+class _Renderers:
+    """Where _finish runs: here, or (for big runs on a multi-core machine) in worker processes.
+
+    Workers only turn built digests into bytes; every database read and write stays in this
+    process, so the outbox contract is the same either way. A page is rendered by the workers
+    while this process builds the next one, with one page in flight: memory stays flat however
+    many subscribers there are. Workers are plain `python -c` children on pipes, not
+    multiprocessing, so a script that embeds DigestService needs no `__main__` guard. Small runs
+    (tests, a few subscribers) and a service given its own Renderer stay in-process: starting
+    workers costs about a second.
+    """
+
+    def __init__(self, service: DigestService, writer: _WindowWriter) -> None:
+        self.service = service
+        self.writer = writer
+        self.allowed = service.parallel and (os.cpu_count() or 1) > 1
+        self._workers: list[_Worker] = []
+        self._inflight: list[tuple[_Worker, list[str]]] = []
+
+    def submit(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        if not self._workers and self.allowed and len(jobs) >= POOL_MIN:
+            count = min(os.cpu_count() or 1, POOL_MAX)
+            self._workers = [_Worker(self.service.settings, self.service.domain) for _ in range(count)]
+        if not self._workers:
+            svc = self.service
+            for job in jobs:
+                self.writer.add(_finish(svc.renderer, svc.settings, svc.domain, job), job.email)
+            return
+        self._collect()  # the previous page: at most one frame per worker is ever outstanding
+        share = -(-len(jobs) // len(self._workers))
+        for i, worker in enumerate(self._workers):
+            part = jobs[i * share : (i + 1) * share]
+            if part:
+                worker.send(part)
+                self._inflight.append((worker, [j.email for j in part]))
+
+    def _collect(self) -> None:
+        inflight, self._inflight = self._inflight, []
+        for worker, emails in inflight:
+            for email, window in zip(emails, worker.receive(), strict=True):
+                self.writer.add(window, email)
+
+    def close(self, *, collect: bool = True) -> None:
+        try:
+            if collect:
+                self._collect()
+        finally:
+            for worker in self._workers:
+                worker.stop()
+            self._workers = []
+            self._inflight = []
 
 
 class _WindowWriter:
