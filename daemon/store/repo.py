@@ -854,27 +854,33 @@ class Repo:
             and_(Outbox.status == "queued", Outbox.next_attempt_at <= now),
             and_(Outbox.status == "sending", Outbox.lease_until <= now),
         )
+        order = (Outbox.next_attempt_at, Outbox.id)
         with self.session() as s:
-            stmt = select(Outbox).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
-            if self.is_postgres:
-                stmt = stmt.with_for_update(skip_locked=True)
-            rows = list(s.execute(stmt).scalars())
-            if not self.is_postgres and rows:
+            if not self.is_postgres:
                 # SQLite has one writer: take the rows with a guarded update so two senders never
-                # both win the same row.
+                # both win the same row. Only the guard columns are read first, and the updates skip
+                # the ORM's in-session sync: both were quadratic in the batch size.
+                candidates = s.execute(
+                    select(Outbox.id, Outbox.status, Outbox.attempts).where(due).order_by(*order).limit(limit)
+                ).all()
+                if not candidates:
+                    return []
                 claimed = []
-                for r in rows:
+                for oid, status, attempts in candidates:
                     res = s.execute(
                         update(Outbox)
-                        .where(Outbox.id == r.id, Outbox.status == r.status, Outbox.attempts == r.attempts)
-                        .values(status="sending", lease_until=now + lease, attempts=r.attempts + 1)
+                        .where(Outbox.id == oid, Outbox.status == status, Outbox.attempts == attempts)
+                        .values(status="sending", lease_until=now + lease, attempts=attempts + 1)
+                        .execution_options(synchronize_session=False)
                     )
                     if res.rowcount == 1:
-                        claimed.append(r.id)
+                        claimed.append(oid)
                 s.commit()
                 if not claimed:
                     return []
                 return list(s.execute(select(Outbox).where(Outbox.id.in_(claimed)).order_by(Outbox.id)).scalars())
+            stmt = select(Outbox).where(due).order_by(*order).limit(limit).with_for_update(skip_locked=True)
+            rows = list(s.execute(stmt).scalars())
             for r in rows:
                 r.status = "sending"
                 r.lease_until = now + lease
