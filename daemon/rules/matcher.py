@@ -1,9 +1,11 @@
-"""Compiled matching: one Aho-Corasick pass and one RE2 set scan per field, then only hit rules.
+"""Compiled matching: one Aho-Corasick pass per item, the RE2 filter only where it can hit, then only hit rules.
 
 The cost per item is therefore roughly independent of the number of rules: every phrase of
-every rule lives in one automaton, every regex in one RE2 set per text field, and boolean trees
-are evaluated only for rules whose literals hit (plus the few rules that need no literal).
-Explanation spans (the only per-rule regex runs) are computed for rules that fired.
+every rule, and the literals every regex needs (regex_literals), live in one automaton; a
+text field's RE2 FilteredRE2 runs only when some regex's literals were seen in it; boolean
+trees are evaluated only for rules whose literals hit, filing rules only for items of their
+form, plus the few rules that need no literal. Explanation spans (the only per-rule regex
+runs) are computed for rules that fired, and only when asked for.
 """
 
 from __future__ import annotations
