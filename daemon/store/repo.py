@@ -865,6 +865,19 @@ class Repo:
                 ).all()
                 if not candidates:
                     return []
+                ids = [oid for oid, _status, _attempts in candidates]
+                # One statement for the batch, guarded by `due` again: a row another sender took
+                # meanwhile is no longer due. If any was, fall back to the row-by-row guard.
+                res = s.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_(ids), due)
+                    .values(status="sending", lease_until=now + lease, attempts=Outbox.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if res.rowcount == len(ids):
+                    s.commit()
+                    return list(s.execute(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)).scalars())
+                s.rollback()
                 claimed = []
                 for oid, status, attempts in candidates:
                     res = s.execute(
