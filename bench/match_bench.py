@@ -37,6 +37,7 @@ from daemon.rules.loader import (  # noqa: E402
     normalize_form,
     parse_sources,
 )
+from daemon.rules.textnorm import lead_length  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "labeled" / "reuters21578_dev.jsonl"
 WORDS = [
@@ -157,7 +158,8 @@ class Naive:
 
     def _texts(self, field: str, item: Item) -> list[str]:
         t, s = " ".join(item.title.split()), " ".join(item.summary.split())
-        return {"headline": [t], "summary": [s], "text": [t, s]}.get(field, [item.url])
+        lead = s[: lead_length(s)]
+        return {"headline": [t], "summary": [s], "text": [t, s], "lead": [lead]}.get(field, [item.url])
 
     def ev(self, node: c.Node, item: Item) -> bool:
         if isinstance(node, c.All):

@@ -25,7 +25,7 @@ from . import conditions as c
 from .loader import Source, normalize_form, parse_sources, re2_options, read_sources, regex_for_matching
 from .regex_literals import required_literals
 from .rule import Rule
-from .textnorm import collapse, is_collapsed, is_nospace_script, lower_same_length, to_original
+from .textnorm import collapse, is_collapsed, is_nospace_script, lead_length, lower_same_length, to_original
 
 _MAX_EXPLAIN_PER_LEAF = 3
 
@@ -37,7 +37,7 @@ class _ItemCtx:
     need no mapping back.
     """
 
-    __slots__ = ("item", "sc", "sh", "srx", "ssame", "tc", "th", "trx", "tsame")
+    __slots__ = ("item", "lc", "lh", "lrx", "sc", "sh", "srx", "ssame", "tc", "th", "trx", "tsame")
 
     def __init__(self, item: Item) -> None:
         self.item = item
@@ -50,9 +50,13 @@ class _ItemCtx:
         self.sh: dict[int, int] = {}
         self.trx: frozenset[int] | set[int] = _NONE  # regex ids found in the title
         self.srx: frozenset[int] | set[int] = _NONE
+        self.lc = ""  # the lead (a prefix of sc), filled only when some rule reads it
+        self.lh: dict[int, int] = _NO_HITS
+        self.lrx: frozenset[int] | set[int] = _NONE
 
 
 _NONE: frozenset[int] = frozenset()
+_NO_HITS: dict[int, int] = {}  # shared, never written
 Pred = Callable[[Any], bool]
 
 
@@ -76,6 +80,16 @@ def _url_has_phrase(url: str, phrase: str) -> int:
     while i >= 0:
         j = i + len(phrase)
         if _bounded(low, i, j):
+            return i
+        i = low.find(phrase, i + 1)
+    return -1
+
+
+def _find_bounded(low: str, phrase: str) -> int:
+    """First whole-word occurrence of a lowercase phrase in lowercased text, or -1."""
+    i = low.find(phrase)
+    while i >= 0:
+        if _bounded(low, i, i + len(phrase)):
             return i
         i = low.find(phrase, i + 1)
     return -1
@@ -168,6 +182,7 @@ class RuleSet:
         self._regex_ids: dict[str, int] = {}
         self._regex_fields: dict[int, set[str]] = {}
         self._url_regex: dict[str, Any] = {}
+        self._lead_pids: set[int] = set()
         item_rules = [r for r in self.rules if not r.is_price]
         self._price_rules = tuple(r for r in self.rules if r.is_price)
         for r in item_rules:
@@ -179,12 +194,15 @@ class RuleSet:
         }
         self._tset, self._tset_ids = self._build_set(("headline", "text"))
         self._sset, self._sset_ids = self._build_set(("summary", "text"))
+        self._lset, self._lset_ids = self._build_set(("lead",))
+        self._uses_lead = bool(self._lead_pids) or self._lset is not None
         self._build_regex_gates()
         self._build_automaton()
         self._compiled: list[_Compiled] = []
         self._leaf_pred: dict[int, Pred] = {}  # by id(): node hashes are deep
         self._leaf_pids: dict[int, frozenset[int]] = {}
         self._phrase_len = {pid: len(p) for p, pid in self._phrase_ids.items()}
+        self._phrase_text = {pid: p for p, pid in self._phrase_ids.items()}
         lit_rules: dict[tuple[str, int], list[int]] = {}
         always: list[int] = []
         form_rules: list[tuple[int, tuple[str, ...]]] = []
@@ -231,7 +249,9 @@ class RuleSet:
             if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
                 words = node.phrases if isinstance(node, c.Phrases) else node.words
                 for p in words:
-                    self._phrase_ids.setdefault(p, len(self._phrase_ids))
+                    pid = self._phrase_ids.setdefault(p, len(self._phrase_ids))
+                    if node.field == "lead":
+                        self._lead_pids.add(pid)
             elif isinstance(node, c.Regex):
                 if node.field in c.TEXT_FIELDS:
                     for p in node.patterns:
@@ -294,6 +314,7 @@ class RuleSet:
         """
         title_capable = {rid for rid, f in self._regex_fields.items() if f & {"headline", "text"}}
         summary_capable = {rid for rid, f in self._regex_fields.items() if f & {"summary", "text"}}
+        lead_capable = {rid for rid, f in self._regex_fields.items() if "lead" in f}
         self._lit_ids: dict[str, int] = {}
         by_lit: dict[int, list[tuple[int, int]]] = {}  # literal -> (regex, bit of its set)
         self._rx_full: dict[int, int] = {}  # regex -> bits of all its sets
@@ -309,6 +330,8 @@ class RuleSet:
                     by_lit.setdefault(self._lit_ids.setdefault(lit, len(self._lit_ids)), []).append((rid, 1 << k))
         self._lit_rx_title = {k: tuple(e for e in v if e[0] in title_capable) for k, v in by_lit.items()}
         self._lit_rx_summary = {k: tuple(e for e in v if e[0] in summary_capable) for k, v in by_lit.items()}
+        self._lit_rx_lead = {k: tuple(e for e in v if e[0] in lead_capable) for k, v in by_lit.items()}
+        self._always_rx_lead = tuple(r for r in always if r in lead_capable)
         self._always_rx_title = tuple(r for r in always if r in title_capable)
         self._always_rx_summary = tuple(r for r in always if r in summary_capable)
 
@@ -352,11 +375,15 @@ class RuleSet:
                     return lambda x: all(p in x.th for p in pids)
                 if node.field == "summary":
                     return lambda x: all(p in x.sh for p in pids)
+                if node.field == "lead":
+                    return lambda x: all(p in x.lh for p in pids)
                 return lambda x: all(p in x.th or p in x.sh for p in pids)
             if node.field == "headline":
                 return lambda x: not x.th.keys().isdisjoint(pids)
             if node.field == "summary":
                 return lambda x: not x.sh.keys().isdisjoint(pids)
+            if node.field == "lead":
+                return lambda x: not x.lh.keys().isdisjoint(pids)
             return lambda x: not (x.th.keys().isdisjoint(pids) and x.sh.keys().isdisjoint(pids))
         if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
             rids = frozenset(self._regex_ids[p] for p in node.patterns)
@@ -364,6 +391,8 @@ class RuleSet:
                 return lambda x: not rids.isdisjoint(x.trx)
             if node.field == "summary":
                 return lambda x: not rids.isdisjoint(x.srx)
+            if node.field == "lead":
+                return lambda x: not rids.isdisjoint(x.lrx)
             return lambda x: not (rids.isdisjoint(x.trx) and rids.isdisjoint(x.srx))
         if isinstance(node, c.Phrases | c.AllWords):  # url
             words = node.phrases if isinstance(node, c.Phrases) else node.words
@@ -455,6 +484,36 @@ class RuleSet:
             if got:
                 ids = self._sset_ids
                 x.srx = {ids[i] for i in got}
+        if sc and self._uses_lead:
+            self._scan_lead(x, low[tlen + 1 :], slit, odd)
+
+    def _scan_lead(self, x: _ItemCtx, slow: str, slit: set[int], odd: bool) -> None:
+        """The lead's hits, from the summary's: it is a prefix of the summary, so no second pass.
+
+        A phrase is in the lead when its first whole-word occurrence in the summary ends inside
+        it; word boundaries agree because the lead ends where the summary has a space. Only a
+        lead cut inside a word (no space in its first LEAD_CHARS characters) is searched anew.
+        """
+        sc, sh = x.sc, x.sh
+        n = lead_length(sc)
+        x.lc = lc = sc if n == len(sc) else sc[:n]
+        if self._lead_pids and sh:
+            plen = self._phrase_len
+            if n == len(sc) or sc[n] == " ":
+                x.lh = {pid: pos for pid, pos in sh.items() if pos + plen[pid] <= n and pid in self._lead_pids}
+            else:
+                lead_low = slow[:n]
+                hits: dict[int, int] = {}
+                for pid in self._lead_pids.intersection(sh):
+                    pos = _find_bounded(lead_low, self._phrase_text[pid])
+                    if pos >= 0:
+                        hits[pid] = pos
+                x.lh = hits
+        if self._lset is not None and (odd or self._gated(slit, self._lit_rx_lead, self._always_rx_lead)):
+            got = self._lset.Match(lc)
+            if got:
+                ids = self._lset_ids
+                x.lrx = {ids[i] for i in got}
 
     def _gated(self, lits: set[int], gate: dict[int, tuple[tuple[int, int], ...]], always: tuple[int, ...]) -> bool:
         """Whether some regex of a field may match: a string of each of its required sets is there."""
@@ -482,7 +541,7 @@ class RuleSet:
                 if r:
                     cand.update(r)
         br = self._by_regex
-        for rids in (x.trx, x.srx):
+        for rids in (x.trx, x.srx, x.lrx):
             for rid in rids:
                 r = br.get(rid)
                 if r:
@@ -576,18 +635,18 @@ class RuleSet:
         Built once per leaf, so explaining a fired rule does no tree walking or type dispatch.
         """
         pred = self._leaf_pred[id(node)]
-        fields = {"headline": (True,), "summary": (False,), "text": (True, False)}
+        fields = {"headline": ("h",), "summary": ("s",), "text": ("h", "s"), "lead": ("l",)}
         if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
             pids = self._leaf_pids[id(node)]
             plen = self._phrase_len
-            in_title = fields[node.field]
+            wheres = fields[node.field]
 
             def phrases(x: _ItemCtx, rid: str) -> list[Explanation]:
                 if not pred(x):
                     return []
                 out: list[Explanation] = []
-                for t in in_title:
-                    hits = x.th if t else x.sh
+                for t in wheres:
+                    hits = x.th if t == "h" else x.sh if t == "s" else x.lh
                     for pid in sorted(pids.intersection(hits), key=hits.__getitem__):
                         pos = hits[pid]
                         out.append(_span(rid, x, t, pos, pos + plen[pid]))
@@ -599,14 +658,14 @@ class RuleSet:
         if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
             prids = [self._regex_ids[p] for p in node.patterns]
             single = self._single
-            in_title = fields[node.field]
+            wheres = fields[node.field]
 
             def regex(x: _ItemCtx, rid: str) -> list[Explanation]:
                 if not pred(x):
                     return []
                 out: list[Explanation] = []
-                for t in in_title:
-                    hit_ids, coll = (x.trx, x.tc) if t else (x.srx, x.sc)
+                for t in wheres:
+                    hit_ids, coll = (x.trx, x.tc) if t == "h" else (x.srx, x.sc) if t == "s" else (x.lrx, x.lc)
                     for prid in prids:
                         if prid in hit_ids:
                             m = single[prid].search(coll)
@@ -655,12 +714,16 @@ class RuleSet:
         return f"RuleSet({len(self.rules)} rules, version={self.version})"
 
 
-def _span(rid: str, x: _ItemCtx, in_title: bool, start: int, end: int) -> Explanation:
-    """A span of the collapsed title or summary, as offsets and text of the original field."""
-    if in_title:
+def _span(rid: str, x: _ItemCtx, where: str, start: int, end: int) -> Explanation:
+    """A span of the collapsed title or summary, as offsets and text of the original field.
+
+    `where` is "h" (headline), "s" (summary) or "l" (lead: a prefix of the summary, so its
+    offsets are the summary's).
+    """
+    if where == "h":
         original, same, field, collapsed = x.item.title, x.tsame, "headline", x.tc
     else:
-        original, same, field, collapsed = x.item.summary, x.ssame, "summary", x.sc
+        original, same, field, collapsed = x.item.summary, x.ssame, "summary" if where == "s" else "lead", x.sc
     if not same:
         start, end = to_original(original, start, end, collapsed)
     return Explanation(rid, field, original[start:end], start, end)

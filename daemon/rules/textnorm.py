@@ -53,6 +53,23 @@ def collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+LEAD_CHARS = 300
+
+
+def lead_length(collapsed: str) -> int:
+    """Length of the `lead` field: the collapsed summary up to LEAD_CHARS, cut at a word boundary.
+
+    A summary of at most LEAD_CHARS characters is its own lead. A longer one is cut at the last
+    space at or before position LEAD_CHARS (so the lead keeps whole words and ends on one); a
+    text without any such space (Chinese, a giant token) is cut at LEAD_CHARS characters. The
+    lead is a prefix of the collapsed summary, so its offsets are summary offsets.
+    """
+    if len(collapsed) <= LEAD_CHARS:
+        return len(collapsed)
+    cut = collapsed.rfind(" ", 0, LEAD_CHARS + 1)
+    return cut if cut > 0 else LEAD_CHARS
+
+
 def lower_same_length(text: str) -> str:
     """Lowercase without changing length, so offsets stay valid (e.g. 'İ'.lower() has 2 chars)."""
     low = text.lower()

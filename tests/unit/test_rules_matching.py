@@ -324,3 +324,51 @@ def test_regex_explanation_offsets_in_uncollapsed_non_ascii_text() -> None:
     (m,) = rs.match_item(item("x", summary))
     (e,) = m.explanations
     assert summary[e.start : e.end] == e.text == "net\n  income"
+
+
+def test_lead_length_cuts_at_a_word_boundary() -> None:
+    from daemon.rules.textnorm import LEAD_CHARS, lead_length
+
+    assert LEAD_CHARS == 300
+    assert lead_length("short summary") == len("short summary")
+    assert lead_length("a" * 300) == 300  # exactly 300: its own lead
+    # the space at position 300 ends the lead right there
+    assert lead_length("a" * 300 + " tail") == 300
+    # otherwise the last space at or before 300; the word across the cut is left out
+    text = "word " * 59 + "acquisition"  # 295 + 11 chars: "acquisition" runs past 300
+    assert lead_length(text) == 294
+    assert lead_length("金" * 400) == 300  # no space at all: cut at 300 characters
+
+
+def test_lead_phrases_all_words_and_regex() -> None:
+    rs = rules(
+        "  - id: p\n    category: m&a\n    when: {lead: {phrases: [agreed to acquire]}}\n"
+        "  - id: w\n    category: m&a\n    when: {lead: {all_words: [acquire, agreed]}}\n"
+        r"  - id: x"
+        "\n    category: m&a\n    when: {lead: {regex: '\\bacquire\\S*$'}}\n"
+    )
+    up_front = "Acme said it agreed to acquire Beta for 10 mln dlrs."
+    assert sorted(ids(rs, item("Acme", up_front))) == ["p", "w"]
+    assert ids(rs, item("Acme", "Acme agreed to acquire")) == ["p", "w", "x"]  # `$`: end of the lead
+    # past the lead: not in it, though in the summary
+    late = "word " * 70 + "Acme agreed to acquire Beta."
+    assert ids(rs, item("Acme", late)) == []
+    # a phrase across the cut is not in the lead; `$` matches where the lead ends
+    across = "word " * 57 + "agreed to acquire"  # starts at 285, ends at 302
+    assert ids(rs, item("Acme", across)) == []
+    ends = "word " * 55 + "x agreed to acquirement tail"  # the lead ends after "acquirement"
+    assert ids(rs, item("Acme", ends)) == ["x"]
+
+
+def test_lead_in_text_without_spaces_is_matched_on_its_own() -> None:
+    rs = one("{lead: {phrases: [收购]}}", "m&a")
+    assert ids(rs, item("x", "公" * 298 + "收购" + "司" * 50)) == ["r"]
+    assert ids(rs, item("x", "公" * 299 + "收购" + "司" * 50)) == []  # across the 300-character cut
+
+
+def test_lead_explanation_names_the_field_and_gives_summary_offsets() -> None:
+    rs = one("{all: [{lead: {phrases: [tender offer]}}, {lead: {regex: '\\bbid\\b'}}]}", "m&a")
+    summary = "Acme  Société\n launched a tender\n   offer, a bid for Beta."
+    (m,) = rs.match_item(item("Acme bid", summary))
+    got = {(e.field, e.text, summary[e.start : e.end]) for e in m.explanations}
+    assert got == {("lead", "tender\n   offer", "tender\n   offer"), ("lead", "bid", "bid")}
