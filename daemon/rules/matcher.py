@@ -27,8 +27,6 @@ from .regex_literals import required_literals
 from .rule import Rule
 from .textnorm import collapse, is_collapsed, is_nospace_script, lead_length, lower_same_length, to_original
 
-_MAX_EXPLAIN_PER_LEAF = 3
-
 
 class _ItemCtx:
     """What one item looks like to the rule trees: hit literals per field, plus the item.
@@ -37,7 +35,10 @@ class _ItemCtx:
     need no mapping back.
     """
 
-    __slots__ = ("item", "lc", "lh", "lrx", "sc", "sh", "srx", "ssame", "tc", "th", "trx", "tsame")
+    __slots__ = (
+        "item", "lascii", "lb", "lc", "lh", "lrx", "sascii", "sb", "sc", "sh", "srx", "ssame",
+        "tascii", "tb", "tc", "th", "trx", "tsame",
+    )  # fmt: skip
 
     def __init__(self, item: Item) -> None:
         self.item = item
@@ -53,6 +54,9 @@ class _ItemCtx:
         self.lc = ""  # the lead (a prefix of sc), filled only when some rule reads it
         self.lh: dict[int, int] = _NO_HITS
         self.lrx: frozenset[int] | set[int] = _NONE
+        # UTF-8 of the collapsed fields, made when their regex filter runs (spans reuse them)
+        self.tb = self.sb = self.lb = b""
+        self.tascii = self.sascii = self.lascii = True
 
 
 _NONE: frozenset[int] = frozenset()
@@ -147,7 +151,7 @@ class _Compiled:
     gated: bool
 
 
-Explainer = Callable[[_ItemCtx, str], list[Explanation]]
+Explainer = Callable[[_ItemCtx, str, set[str], list[Explanation]], None]
 
 
 def _re2_options(*, spans_only: bool) -> re2.Options:
@@ -475,12 +479,16 @@ class RuleSet:
         # RE2 folds `s` with U+017F under (?i) but str.lower() keeps it: run every regex then.
         odd = "\u017f" in low
         if tc and self._tset is not None and (odd or self._gated(tlit, self._lit_rx_title, self._always_rx_title)):
-            got = self._tset.Match(tc)
+            x.tb = tb = tc.encode()
+            x.tascii = len(tb) == len(tc)
+            got = self._tset.Match(tb)
             if got:
                 ids = self._tset_ids
                 x.trx = {ids[i] for i in got}
         if sc and self._sset is not None and (odd or self._gated(slit, self._lit_rx_summary, self._always_rx_summary)):
-            got = self._sset.Match(sc)
+            x.sb = sb = sc.encode()
+            x.sascii = len(sb) == len(sc)
+            got = self._sset.Match(sb)
             if got:
                 ids = self._sset_ids
                 x.srx = {ids[i] for i in got}
@@ -510,7 +518,9 @@ class RuleSet:
                         hits[pid] = pos
                 x.lh = hits
         if self._lset is not None and (odd or self._gated(slit, self._lit_rx_lead, self._always_rx_lead)):
-            got = self._lset.Match(lc)
+            x.lb = lb = x.sb[:n] if x.sb and x.sascii else lc.encode()
+            x.lascii = len(lb) == n
+            got = self._lset.Match(x.lb)
             if got:
                 ids = self._lset_ids
                 x.lrx = {ids[i] for i in got}
@@ -615,6 +625,11 @@ class RuleSet:
     # ------------------------------------------------------------ explain
 
     def _explain_item(self, idx: int, x: _ItemCtx) -> tuple[Explanation, ...]:
+        """One explanation per field of the rule: its first true leaf there, at the first match.
+
+        The first span is all a reader needs to see why, and it keeps explaining cheap: no
+        pattern is searched past its first match, and a field already explained is skipped.
+        """
         explainers = self._explainers[idx]
         if explainers is None:
             when = self._compiled[idx].rule.when
@@ -623,14 +638,13 @@ class RuleSet:
             self._explainers[idx] = explainers
         rid = self._compiled[idx].rule.id
         out: list[Explanation] = []
+        done: set[str] = set()
         for ex in explainers:
-            out.extend(ex(x, rid))
-        if len(out) < 2:
-            return tuple(out)
-        return tuple(dict.fromkeys(out))
+            ex(x, rid, done, out)
+        return tuple(out)
 
     def _leaf_explainer(self, node: c.Node) -> Explainer:
-        """A function giving the explanations of one leaf for an item (none when the leaf is false).
+        """A function adding a true leaf's explanations for the fields not yet explained.
 
         Built once per leaf, so explaining a fired rule does no tree walking or type dispatch.
         """
@@ -641,18 +655,19 @@ class RuleSet:
             plen = self._phrase_len
             wheres = fields[node.field]
 
-            def phrases(x: _ItemCtx, rid: str) -> list[Explanation]:
-                if not pred(x):
-                    return []
-                out: list[Explanation] = []
+            def phrases(x: _ItemCtx, rid: str, done: set[str], out: list[Explanation]) -> None:
+                if done.issuperset(wheres) or not pred(x):
+                    return
                 for t in wheres:
+                    if t in done:
+                        continue
                     hits = x.th if t == "h" else x.sh if t == "s" else x.lh
-                    for pid in sorted(pids.intersection(hits), key=hits.__getitem__):
+                    got = pids.intersection(hits)
+                    if got:
+                        pid = min(got, key=hits.__getitem__) if len(got) > 1 else next(iter(got))
                         pos = hits[pid]
                         out.append(_span(rid, x, t, pos, pos + plen[pid]))
-                        if len(out) >= _MAX_EXPLAIN_PER_LEAF:
-                            return out
-                return out
+                        done.add(t)
 
             return phrases
         if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
@@ -660,25 +675,32 @@ class RuleSet:
             single = self._single
             wheres = fields[node.field]
 
-            def regex(x: _ItemCtx, rid: str) -> list[Explanation]:
-                if not pred(x):
-                    return []
-                out: list[Explanation] = []
+            def regex(x: _ItemCtx, rid: str, done: set[str], out: list[Explanation]) -> None:
+                if done.issuperset(wheres) or not pred(x):
+                    return
                 for t in wheres:
-                    hit_ids, coll = (x.trx, x.tc) if t == "h" else (x.srx, x.sc) if t == "s" else (x.lrx, x.lc)
+                    if t in done:
+                        continue
+                    hit_ids = x.trx if t == "h" else x.srx if t == "s" else x.lrx
                     for prid in prids:
                         if prid in hit_ids:
-                            m = single[prid].search(coll)
-                            if m is not None:
-                                out.append(_span(rid, x, t, m.start(), m.end()))
-                return out
+                            span = _search_span(single[prid], x, t)
+                            if span is not None:
+                                out.append(_span(rid, x, t, span[0], span[1]))
+                                done.add(t)
+                                break
 
             return regex
 
         url_regex = self._url_regex
 
-        def other(x: _ItemCtx, rid: str) -> list[Explanation]:
-            return _explain_other(rid, node, x.item, url_regex) if pred(x) else []
+        def other(x: _ItemCtx, rid: str, done: set[str], out: list[Explanation]) -> None:
+            if not pred(x):
+                return
+            for e in _explain_other(rid, node, x.item, url_regex):
+                if e.field not in done:
+                    out.append(e)
+                    done.add(e.field)
 
         return other
 
@@ -727,6 +749,22 @@ def _span(rid: str, x: _ItemCtx, where: str, start: int, end: int) -> Explanatio
     if not same:
         start, end = to_original(original, start, end, collapsed)
     return Explanation(rid, field, original[start:end], start, end)
+
+
+def _search_span(rx: Any, x: _ItemCtx, where: str) -> tuple[int, int] | None:
+    """Character span of a regex's first match in a collapsed field, searched on its UTF-8 bytes.
+
+    The bytes were made for the RE2 filter already; searching them skips the wrapper's
+    str-to-bytes offset bookkeeping, and for ASCII text (most feeds) byte offsets are offsets.
+    """
+    data = x.tb if where == "h" else x.sb if where == "s" else x.lb
+    m = rx.search(data)
+    if m is None:
+        return None
+    start, end = m.span()
+    if not (x.tascii if where == "h" else x.sascii if where == "s" else x.lascii):
+        start, end = len(data[:start].decode()), len(data[:end].decode())
+    return start, end
 
 
 def _explain_other(rid: str, node: c.Node, item: Item, url_regex: dict[str, Any]) -> list[Explanation]:

@@ -300,6 +300,19 @@ def test_filing_rules_looked_up_by_form_still_combine() -> None:
     assert ids(rs, item("annual report", form="20-F")) == ["any-form"]
 
 
+def test_one_explanation_per_field_first_match() -> None:
+    rs = one(
+        "{any: [{summary: {phrases: [net loss, shr]}}, {summary: {regex: '\\bcts\\b'}}, {headline: {phrases: [loss]}}]}"
+    )
+    it = item("Acme loss", "Café: shr 5 cts, net loss 3 mln; net loss")
+    (m,) = rs.match_item(it)
+    got = [(e.field, e.text, e.start) for e in m.explanations]
+    assert got == [("summary", "shr", 6), ("headline", "loss", 5)]
+    rs = one("{summary: {regex: '\\bcts\\b'}}")
+    (m,) = rs.match_item(it)
+    assert [(e.field, e.text, e.start, e.end) for e in m.explanations] == [("summary", "cts", 12, 15)]
+
+
 def test_explanations_only_when_asked() -> None:
     rs = rules(
         "  - id: r\n    category: earnings\n    when:\n      any:\n"
@@ -370,5 +383,10 @@ def test_lead_explanation_names_the_field_and_gives_summary_offsets() -> None:
     rs = one("{all: [{lead: {phrases: [tender offer]}}, {lead: {regex: '\\bbid\\b'}}]}", "m&a")
     summary = "Acme  Société\n launched a tender\n   offer, a bid for Beta."
     (m,) = rs.match_item(item("Acme bid", summary))
-    got = {(e.field, e.text, summary[e.start : e.end]) for e in m.explanations}
-    assert got == {("lead", "tender\n   offer", "tender\n   offer"), ("lead", "bid", "bid")}
+    # one explanation per field: the first true leaf there, at its first match
+    (e,) = m.explanations
+    assert (e.field, e.text, summary[e.start : e.end]) == ("lead", "tender\n   offer", "tender\n   offer")
+    rs = one("{lead: {regex: ['\\bbid\\b', 'offer']}}", "m&a")
+    (m,) = rs.match_item(item("Acme bid", summary))
+    (e,) = m.explanations
+    assert (e.field, e.text, e.start, e.end) == ("lead", "bid", 45, 48)
