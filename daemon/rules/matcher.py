@@ -25,7 +25,7 @@ from . import conditions as c
 from .loader import Source, normalize_form, parse_sources, re2_options, read_sources, regex_for_matching
 from .regex_literals import required_literals
 from .rule import Rule
-from .textnorm import collapse, is_collapsed, is_nospace_script, lead_length, lower_same_length, to_original
+from .textnorm import is_collapsed, is_nospace_script, lead_length, lower_same_length, to_original
 
 
 class _ItemCtx:
@@ -43,10 +43,11 @@ class _ItemCtx:
     def __init__(self, item: Item) -> None:
         self.item = item
         title, summary = item.title, item.summary
+        # is_collapsed() once per field: collapse() would ask it again
         self.tsame = is_collapsed(title)
-        self.tc = title if self.tsame else collapse(title)
+        self.tc = title if self.tsame else " ".join(title.split())
         self.ssame = is_collapsed(summary)
-        self.sc = summary if self.ssame else collapse(summary)
+        self.sc = summary if self.ssame else " ".join(summary.split())
         self.th: dict[int, int] = {}  # phrase id -> start in collapsed title
         self.sh: dict[int, int] = {}
         self.trx: frozenset[int] | set[int] = _NONE  # regex ids found in the title

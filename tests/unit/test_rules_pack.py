@@ -156,6 +156,21 @@ def test_not_this_theme(pack: RuleSet, title: str, summary: str, category: str) 
     assert category not in categories(pack, title, summary)
 
 
+def test_deal_language_counts_in_the_lead_only(pack: RuleSet) -> None:
+    """ma-deal-confirmed: a weak headline word needs deal language in the story's lead."""
+    title = "Acme in talks with Beta"
+    up_front = "Acme Corp said it agreed in principle to buy Beta Inc for 40 mln dlrs in cash."
+    assert "m&a" in categories(pack, title, up_front)
+    filler = "Acme Corp said trading in its shares was active on Monday and volumes were high. " * 5
+    assert len(filler) > 300
+    assert "m&a" not in categories(pack, title, filler + up_front)
+    # commodity stories are not deals, when the lead says so
+    assert "m&a" not in categories(pack, title, "Acme said it agreed to buy 20,000 tonnes of wheat.")
+    (m,) = [m for m in pack.match_item(Item(uid="u", source_id="w", url="", title=title, summary=up_front,
+                                             published_at=NOW)) if m.rule_id == "ma-deal-confirmed"]  # fmt: skip
+    assert {(e.field, e.text) for e in m.explanations} == {("headline", "talks"), ("lead", "agreed in principle")}
+
+
 @pytest.mark.parametrize(
     ("form", "items", "category"),
     [
