@@ -22,7 +22,7 @@ from typing import IO, Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
-from daemon.mailmsg import build_message, make_message_id
+from daemon.mailmsg import build_message_bytes, make_message_id
 from daemon.models import (
     CATEGORY_LABELS,
     Digest,
@@ -473,7 +473,7 @@ def _finish(renderer: Renderer, settings: Settings, domain: str, job: _Job) -> W
         else renderer.render_digest(digest, now=job.now)
     )
     message_id = make_message_id(domain, f"{job.subscriber_id}:{job.window_key}")
-    msg = build_message(
+    raw = build_message_bytes(
         rendered,
         to=job.email,
         from_=settings.mail_from,
@@ -489,7 +489,7 @@ def _finish(renderer: Renderer, settings: Settings, domain: str, job: _Job) -> W
         kind=job.kind,
         message_id=message_id,
         subject=rendered.subject,
-        raw=bytes(msg),
+        raw=raw,
         match_ids=tuple(job.built.match_ids),
         now=job.now,
     )

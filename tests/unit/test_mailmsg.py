@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import base64
+import itertools
+import re
 import shutil
 import subprocess
 from dataclasses import replace
+from datetime import UTC, timedelta, timezone
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
 from render_fixtures import NOW, huge_digest, sample_digest
 
-from daemon.mailmsg import as_bytes, build_message, dkim_sign, header_safe, make_message_id
+from daemon.mailmsg import (
+    POLICY,
+    as_bytes,
+    build_message,
+    build_message_bytes,
+    dkim_sign,
+    header_safe,
+    make_message_id,
+)
 from daemon.render import Rendered, Renderer
 
 UNSUB = "https://keynews.example.com/unsubscribe/" + "Zm9vYmFy" * 20  # long, unbreakable
@@ -157,3 +170,166 @@ def test_dkim_sign_verifies_and_covers_list_headers(rendered: Rendered, dkim_key
     tampered = signed.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nope")
     assert tampered != signed
     assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+
+
+# --------------------------------------------------------------------------- fast path vs stdlib
+
+
+def stdlib_message(rendered: Any, **kw: Any) -> bytes:
+    """How build_message made its bytes before the fast path: the reference it must parse like."""
+    msg = EmailMessage(policy=POLICY)
+    msg["Message-ID"] = f"<{header_safe(kw['message_id']).strip('<>')}>"
+    date = kw["date"]
+    msg["Date"] = format_datetime(date if date.tzinfo else date.replace(tzinfo=UTC))
+    msg["From"] = header_safe(kw["from_"])
+    msg["To"] = header_safe(kw["to"])
+    msg["Subject"] = header_safe(rendered.subject)
+    msg["MIME-Version"] = "1.0"
+    lid = header_safe(kw["list_id"]).strip("<>")
+    if lid:
+        msg["List-Id"] = f"<{lid}>"
+    targets = []
+    url = header_safe(kw["unsubscribe_url"]).strip("<>")
+    if url:
+        targets.append(f"<{url}>")
+    mailto = header_safe(kw.get("unsubscribe_mailto", "")).strip("<>")
+    if mailto:
+        targets.append(f"<{mailto if mailto.lower().startswith('mailto:') else 'mailto:' + mailto}>")
+    if targets:
+        msg["List-Unsubscribe"] = ", ".join(targets)
+    if url.lower().startswith("https://"):
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Precedence"] = "bulk"
+    for name, value in (kw.get("extra_headers") or {}).items():
+        clean = re.sub(r"[^A-Za-z0-9-]", "", name)
+        if clean and clean.lower() not in {"bcc", "cc", "to", "from", "subject", "message-id", "date"}:
+            msg[clean] = header_safe(value)
+    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg.as_bytes(policy=POLICY)
+
+
+def parsed_view(raw: bytes) -> tuple[list[tuple[str, str]], list[tuple[str, str | None, str]]]:
+    """Headers (boundary aside) and decoded parts, as a reader of the message sees them."""
+    msg = message_from_bytes(raw, policy=email_policy.default)
+    assert isinstance(msg, EmailMessage)
+    headers = [(k, re.sub(r'boundary="[^"]*"', "boundary", str(v))) for k, v in msg.items()]
+    parts = [(p.get_content_type(), p.get_content_charset(), p.get_content()) for p in msg.iter_parts()]
+    assert not msg.defects and not any(p.defects for p in msg.iter_parts())
+    return headers, parts
+
+
+SUBJECTS = [
+    "keynews: AAPL results · MSFT 8-K 5.02",
+    "plain ascii",
+    "Nestlé — résultats annuels ✓ " * 12,
+    "AAPL: results\r\nBcc: victim@example.com\r\n\r\n<b>body</b>",
+    "x" * 1200,
+    "word " * 300,
+    "a" * 70 + "é" * 40,
+    "\u202eRTL\u200b zero width, emoji 📈 and tab\tin",
+    "",
+    "  leading and trailing  ",
+]
+RECIPIENTS = [
+    "ann@example.com",
+    "Ann Smith <ann@example.com>",
+    '"Smith, Ann" <ann@example.com>',
+    "Zoë <zoe@example.com>",
+    "ann.o'neil+tag@sub.example.co.uk",
+    "ann@example.com\r\nCc: other@example.com",
+]
+BODIES = [
+    "line\n",
+    "a\r\nb\rc\n\n  trailing  \n\t\n.\nFrom me\n" + "x" * 1200 + "\né ü ✓ =3D =_kn_\n",
+    "",
+    "no final newline",
+    '--=_kn_0123\n<p style="color:#1f2328">Caf&eacute;</p>\n',
+]
+URLS = ["https://keynews.example.com/unsubscribe/" + "Zm9vYmFy" * 20, "http://127.0.0.1:8025/u/t",
+        "https://keynews.example.com/u/" + "A" * 900, ""]  # fmt: skip
+
+
+@pytest.mark.parametrize(("subject", "to"), list(itertools.product(SUBJECTS, RECIPIENTS)))
+def test_fast_bytes_parse_like_the_stdlib(subject: str, to: str) -> None:
+    for i, (text, url) in enumerate(itertools.product(BODIES, URLS)):
+        rendered = Rendered(subject=subject, text=text, html="<p>" + BODIES[-1 - i % len(BODIES)] + "</p>")
+        kw: dict[str, Any] = {
+            "to": to,
+            "from_": "keynews <keynews@example.com>" if i % 2 else "Kéy Nëws <keynews@example.com>",
+            "message_id": make_message_id("example.com", f"outbox:{i}"),
+            "date": NOW + timedelta(minutes=i) if i % 3 else NOW.astimezone(timezone(timedelta(hours=-5))),
+            "list_id": "keynews.example.com",
+            "unsubscribe_url": url,
+            "unsubscribe_mailto": "unsubscribe@example.com" if i % 2 else "",
+            "extra_headers": {"X-Keynews-Window": subject, "Bcc": "sneaky@example.com"},
+        }
+        new = build_message_bytes(rendered, **kw)
+        assert parsed_view(new) == parsed_view(stdlib_message(rendered, **kw)), (subject, to, text, url)
+        lines = new.split(b"\r\n")
+        assert new.endswith(b"\r\n") and b"\n" not in new.replace(b"\r\n", b"")
+        assert all(len(line) <= 998 for line in lines)
+        assert new.isascii()
+        head = new.split(b"\r\n\r\n", 1)[0]
+        assert not any(line.lower().startswith((b"bcc:", b"cc:")) for line in head.split(b"\r\n"))
+        if url:  # the URL goes out verbatim: neither split nor encoded
+            assert f"<{url}>".encode() in head
+
+
+def simple_kw() -> dict[str, Any]:
+    return {
+        "to": "ann@example.com",
+        "from_": "keynews <k@example.com>",
+        "message_id": "<a.keynews@example.com>",
+        "date": NOW,
+        "list_id": "l.example.com",
+        "unsubscribe_url": UNSUB,
+    }
+
+
+def test_build_message_is_the_parsed_bytes(rendered: Rendered) -> None:
+    kw = simple_kw()
+    assert as_bytes(build_message(rendered, **kw)) == build_message_bytes(rendered, **kw)
+    assert build_message_bytes(rendered, **kw) == build_message_bytes(rendered, **kw)  # deterministic
+
+
+@pytest.mark.parametrize(
+    "smuggled",
+    [
+        "=?utf-8?b?DQpCY2M6IHZpY3RpbUBleGFtcGxlLmNvbQ==?=",  # CR LF "Bcc: victim@example.com"
+        "results =?utf-8?q?=0D=0ABcc:_victim@example.com?= · more",
+        "=?iso-8859-1?q?caf=E9?=",
+    ],
+)
+def test_encoded_words_in_feed_text_stay_literal(smuggled: str) -> None:
+    """The stdlib decodes RFC 2047 words it finds in a value it is given, and then writes the decoded
+    CR LF out as a new header line; the fast path encodes the literal text instead."""
+    raw = build_message_bytes(
+        Rendered(subject=smuggled, text="t\n", html="<p>h</p>\n"),
+        to="ann@example.com",
+        from_="keynews <k@example.com>",
+        message_id="<a.keynews@example.com>",
+        date=NOW,
+        list_id=f"list {smuggled}",
+        unsubscribe_url="https://example.com/u/=?x?=",
+        extra_headers={"X-Keynews-Window": smuggled},
+    )
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not any(line.lower().startswith(b"bcc:") for line in head.split(b"\r\n"))
+    msg = message_from_bytes(raw, policy=email_policy.default)
+    assert msg["Subject"] == smuggled
+    assert msg["X-Keynews-Window"] == smuggled
+    assert msg["List-Id"] == f"<list {smuggled}>"
+    assert msg["Bcc"] is None
+    assert b"List-Unsubscribe: <https://example.com/u/=?x?=>\r\n" in head
+
+
+def test_boundary_never_in_a_body() -> None:
+    kw = simple_kw()
+    first = build_message_bytes(Rendered(subject="s", text="t\n", html="<p>h</p>\n"), **kw)
+    boundary = re.search(rb'boundary="([^"]+)"', first)
+    assert boundary is not None
+    trap = "<p>--" + boundary.group(1).decode() + "--</p>\n"
+    raw = build_message_bytes(Rendered(subject="s", text="t\n", html=trap), **kw)
+    msg = message_from_bytes(raw, policy=email_policy.default)
+    assert [p.get_content().replace("\r\n", "\n") for p in msg.iter_parts()] == ["t\n", trap]
