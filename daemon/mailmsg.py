@@ -293,7 +293,7 @@ def build_message_bytes(
     unsubscribe_url: str,
     unsubscribe_mailto: str = "",
     extra_headers: Mapping[str, str] | None = None,
-    html_7bit: bool = False,
+    html_7bit: bool = True,
 ) -> bytes:
     """The wire form (CRLF) of a multipart/alternative digest: text part, then HTML part."""
     head = _headers(

@@ -7,8 +7,10 @@ operator who overrides a template only arranges values and cannot get the safety
 * feed text is untrusted: Jinja2 autoescapes the HTML templates, `safe_url` lets only http(s)
   links into href, and the final HTML goes through nh3 with a fixed allowlist, so no script, no
   on* handler and no javascript: URL survives even if a template itself carried one;
-* CSS is inlined with css-inline (mail clients drop <style>), while the dark-mode @media rules
-  stay in a <style> for the clients that honour it;
+* styles are inline in the templates (mail clients drop most of <style>; see
+  templates/_styles.html.j2), while the dark-mode @media rules stay in a <style> for the clients
+  that honour it; an operator template with plain class rules in <style> is inlined by css-inline;
+* the HTML is pure ASCII (character references) with short lines, so it is mailed as 7bit;
 * Gmail clips HTML over ~102 KB, so a digest is kept under MAX_HTML_BYTES by moving entries
   from the tail of the largest sections into the "and N more" overflow, never silently.
 """
@@ -83,6 +85,9 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style\s*>", re.S | re.I)
 _BODY = re.compile(r"<body[^>]*>(.*)</body\s*>", re.S | re.I)
 _HEAD = re.compile(r"<head[^>]*>.*?</head\s*>", re.S | re.I)
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+HTML_LINE_MAX = 900  # characters per HTML line; mail allows 998 octets before the CRLF
 _UNSAFE_CSS = re.compile(r"[<>]|expression\s*\(|javascript:|@import|url\s*\(|behavior\s*:|-moz-binding", re.I)
 
 
@@ -326,26 +331,75 @@ def sanitize_html_fragment(fragment: str) -> str:
     )
 
 
-def finish_html(document: str, title: str) -> str:
-    """Inline CSS, then rebuild the document around an nh3-clean body.
+def _has_plain_rules(css: str) -> bool:
+    """True when a <style> holds rules outside @-blocks: a template that relies on inlining."""
+    css = _CSS_COMMENT.sub("", css)
+    depth, start = 0, 0
+    for i, ch in enumerate(css):
+        if ch == "{":
+            if depth == 0 and not css[start:i].strip().startswith("@"):
+                return True
+            depth += 1
+        elif ch == "}":
+            depth = max(depth - 1, 0)
+            if depth == 0:
+                start = i + 1
+    return False
 
-    The head is not trusted from the template: it is rebuilt from fixed parts plus the @media
-    rules css-inline left in <style> (dropped whole if they carry anything script-like).
+
+def _css_ascii(css: str) -> str:
+    # <style> is raw text: character references do not work there, CSS escapes do
+    return _NON_ASCII.sub(lambda m: f"\\{ord(m.group(0)):x} ", css)
+
+
+def short_lines(html: str, limit: int = HTML_LINE_MAX) -> str:
+    """Break lines over `limit` characters at a space, so the part can go as 7bit (998 octets).
+
+    A space becomes a newline: the same whitespace to HTML and CSS. A line without a usable
+    space (a URL of a thousand characters) stays long; the message builder then falls back to
+    quoted-printable for that mail.
     """
-    inlined = css_inline.inline(document, keep_at_rules=True, load_remote_stylesheets=False)
-    css = "\n".join(block.strip() for block in _STYLE_BLOCK.findall(inlined) if block.strip())
+    if all(len(line) <= limit for line in html.split("\n")):
+        return html
+    out: list[str] = []
+    for line in html.split("\n"):
+        while len(line) > limit:
+            cut = line.rfind(" ", 0, limit)
+            if cut <= 0:
+                break
+            out.append(line[:cut])
+            line = line[cut + 1 :]
+        out.append(line)
+    return "\n".join(out)
+
+
+def finish_html(document: str, title: str) -> str:
+    """Rebuild the document around an nh3-clean body; pure ASCII, short lines.
+
+    The bundled templates write their styles inline and keep only @media rules in <style>, so
+    nothing needs inlining; a template with plain class rules in <style> is inlined with
+    css-inline first, as before. The head is not trusted from the template: it is rebuilt from
+    fixed parts plus the @media rules (dropped whole if they carry anything script-like).
+    Non-ASCII becomes character references, so the mail part needs no transfer encoding: HTML is
+    full of `=`, which quoted-printable would triple.
+    """
+    css = "\n".join(block.strip() for block in _STYLE_BLOCK.findall(document) if block.strip())
+    if _has_plain_rules(css):
+        document = css_inline.inline(document, keep_at_rules=True, load_remote_stylesheets=False)
+        css = "\n".join(block.strip() for block in _STYLE_BLOCK.findall(document) if block.strip())
     if _UNSAFE_CSS.search(css):
         css = ""
-    body_match = _BODY.search(inlined)
-    body = body_match.group(1) if body_match else _HEAD.sub("", inlined)
-    clean_body = sanitize_html_fragment(body)
-    style = f"<style>{css}</style>" if css else ""
-    return (
+    body_match = _BODY.search(document)
+    body = body_match.group(1) if body_match else _STYLE_BLOCK.sub("", _HEAD.sub("", document))
+    clean_body = sanitize_html_fragment(body).encode("ascii", "xmlcharrefreplace").decode("ascii")
+    style = f"<style>{_css_ascii(css)}</style>" if css else ""
+    head_title = html_lib.escape(clean_text(title, 200)).encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return short_lines(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
         '<meta name="supported-color-schemes" content="light dark">'
-        f"<title>{html_lib.escape(clean_text(title, 200))}</title>{style}</head>"
+        f"<title>{head_title}</title>{style}</head>"
         f'<body style="margin:0;padding:0">{clean_body}</body></html>\n'
     )
 

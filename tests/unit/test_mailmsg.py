@@ -66,7 +66,18 @@ def test_multipart_alternative_text_then_html(rendered: Rendered) -> None:
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
     assert parts[0].get_content().replace("\r\n", "\n") == rendered.text
     assert parts[1].get_content().replace("\r\n", "\n") == rendered.html
-    assert all(p["Content-Transfer-Encoding"] == "quoted-printable" for p in parts)
+    assert parts[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    # the renderer writes ASCII HTML with short lines, so it goes without a transfer encoding
+    assert parts[1]["Content-Transfer-Encoding"] == "7bit"
+
+
+def test_html_part_falls_back_to_quoted_printable() -> None:
+    """Non-ASCII or a line over 998 octets (an operator template, a huge URL) cannot go as 7bit."""
+    for html in ("<p>caf\u00e9</p>\n", "<p>" + "x" * 1200 + "</p>\n"):
+        msg = reparse(build(Rendered(subject="s", text="t\n", html=html)))
+        part = list(msg.iter_parts())[1]
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert part.get_content().replace("\r\n", "\n") == html
 
 
 def test_headers(rendered: Rendered) -> None:

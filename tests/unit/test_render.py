@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import os
 import re
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 from render_fixtures import NOW, huge_digest, sample_alert, sample_digest
 
 from daemon.models import Digest, TickerSection
-from daemon.render import MAX_HTML_BYTES, Renderer, bundled_templates_dir, clean_text, safe_url
+from daemon.render import MAX_HTML_BYTES, Renderer, bundled_templates_dir, clean_text, safe_url, short_lines
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("KEYNEWS_UPDATE_GOLDEN") == "1"
@@ -95,7 +96,7 @@ def test_alert_golden(renderer: Renderer) -> None:
 
 def test_digest_content(renderer: Renderer) -> None:
     r = renderer.render_digest(sample_digest(), now=NOW)
-    for part in (r.text, r.html):
+    for part in (r.text, html_lib.unescape(r.html)):
         # grouped by ticker in the caller's order
         assert part.index("AAPL") < part.index("MSFT")
         # 21:00 UTC is 16:00 in New York in March (EST)
@@ -269,3 +270,53 @@ def test_clean_text_clamps_and_flattens() -> None:
     assert clean_text("a\r\nb\tc\x00d") == "a b c d"
     out = clean_text("word " * 100, 50)
     assert len(out) <= 50 and out.endswith("…")
+
+
+def test_html_is_ascii_with_short_lines(renderer: Renderer) -> None:
+    """So the mail part goes as 7bit: no quoted-printable tripling every `=` of the markup."""
+    entry = replace(
+        sample_digest().sections[0].entries[0],
+        title="Nestlé — résultats annuels ✓ 📈 " * 20,
+        summary="Zürich " * 200,
+        source="Agence France-Presse — 東京",
+    )
+    section = replace(sample_digest().sections[0], entries=(entry,) * 3, name="Nestlé S.A.")
+    r = renderer.render_digest(replace(sample_digest(), sections=(section,), subject="Nestlé ✓"), now=NOW)
+    assert r.html.isascii()
+    assert all(len(line) <= 998 for line in r.html.splitlines())
+    assert "Nestlé — résultats annuels ✓ 📈" in html_lib.unescape(r.html)
+    assert "<title>Nestl&#233; &#10003;</title>" in r.html
+
+
+def test_short_lines_breaks_at_spaces_only() -> None:
+    line = "<p>" + "word " * 400 + "</p>"
+    out = short_lines(line, 100)
+    assert all(len(x) <= 100 for x in out.splitlines())
+    assert out.replace("\n", " ") == line
+    url = "https://x.example/" + "a" * 300
+    # between the attributes is fine; the URL itself is never cut (the mail builder falls back to QP)
+    assert short_lines(f"<a href='{url}'>", 100) == f"<a\nhref='{url}'>"
+
+
+def test_operator_template_with_class_rules_is_still_inlined(tmp_path: Path) -> None:
+    (tmp_path / "digest.html.j2").write_text(
+        "<html><head><style>.x { color: #123456; } h1 { font-family: 微软雅黑; }"
+        "@media (prefers-color-scheme: dark) { .x { color: #abcdef !important; } }</style></head>"
+        '<body><h1 class="x">{{ subject }}</h1></body></html>',
+        encoding="utf-8",
+    )
+    html = Renderer(tmp_path).render_digest(sample_digest(), now=NOW).html
+    assert re.search(r'<h1 class="x" style="[^"]*color:#123456', html), html
+    assert "@media (prefers-color-scheme: dark)" in html and "#abcdef" in html
+    assert html.isascii()
+
+
+def test_bundled_templates_need_no_inlining(renderer: Renderer) -> None:
+    """Their <style> holds only @media rules: every other look is written inline by the templates."""
+    source = (bundled_templates_dir() / "_base.html.j2").read_text(encoding="utf-8")
+    css = source.split("\n<style>\n", 1)[1].split("</style>", 1)[0]
+    assert css.strip().startswith("@media") and css.strip().endswith("}")
+    html = renderer.render_digest(sample_digest(), now=NOW).html
+    c = parse_html(html)
+    styled = {tag for tag, name, _ in c.attrs if name == "style"}
+    assert {"table", "td", "h1", "h2", "div", "span", "a"} <= styled
