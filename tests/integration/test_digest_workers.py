@@ -1,0 +1,143 @@
+"""Big digest runs: render worker processes and the sender that follows close_due.
+
+DigestService renders a page in worker processes once it holds POOL_MIN digests; these tests
+lower POOL_MIN so a handful of subscribers takes that path, and compare it byte for byte with the
+in-process path on an identical database. close_and_send is checked against a real aiosmtpd:
+every queued mail goes out exactly once while closing is still running.
+"""
+
+from __future__ import annotations
+
+import email
+import html
+from collections.abc import Iterator
+from datetime import timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+from smtpserver import SmtpSink
+from sqlalchemy import text as sql
+from workspace import NOW, make_workspace
+
+import daemon.digest as digest_module
+from daemon.digest import DigestService
+from daemon.models import Explanation, Item, Match, Severity
+from daemon.sender import Sender, close_and_send
+from daemon.service import App
+from daemon.store.repo import Repo
+
+TICKERS = ("KC", "AAPL", "MSFT", "NVDA")
+SUBSCRIBERS = 12
+
+
+def seed(repo: Repo) -> None:
+    """Stories on four tickers (one critical, so alerts are closed too) and a dozen subscribers."""
+    for t, ticker in enumerate(TICKERS):
+        for i in range(3):
+            item = Item(
+                uid=f"u-{ticker}-{i}",
+                source_id="wire",
+                source_label="Test Wire",
+                url=f"https://wire.example.com/{ticker}/{i}",
+                title=f"{ticker} story {i}: financial results beat — Zürich ✓",
+                summary="Revenue rose 12% to $2.1 billion; margin=wider <b>than</b> expected.",
+                published_at=NOW - timedelta(hours=2 + i),
+                tickers=(ticker,),
+            )
+            severity = Severity.CRITICAL if (t, i) == (0, 0) else (Severity.LOW, Severity.MEDIUM, Severity.HIGH)[i]
+            match = Match(
+                rule_id="results",
+                rule_title="Quarterly or annual results",
+                category="earnings",
+                severity=severity,
+                ticker=ticker,
+                explanations=(Explanation("results", "headline", "financial results", 12, 29),),
+            )
+            repo.store_item(item, cluster_id=item.uid, matches=[match], now=NOW - timedelta(hours=1))
+    for n in range(SUBSCRIBERS):
+        tickers = [TICKERS[(n + k) % len(TICKERS)] for k in range(1 + n % 3)]
+        tz = ("UTC", "America/New_York", "Asia/Tokyo")[n % 3]
+        repo.add_subscriber(f"sub{n:02d}@example.com", tickers, now=NOW - timedelta(days=1), tz=tz)
+
+
+def outbox(app: App) -> list[tuple[str, str, str, str, str, bytes]]:
+    with app.repo.engine.connect() as conn:
+        rows = conn.execute(
+            sql(
+                "SELECT subscriber.email, outbox.window_key, outbox.kind, outbox.message_id, outbox.subject, "
+                "outbox.raw FROM outbox JOIN subscriber ON subscriber.id = outbox.subscriber_id "
+                "ORDER BY subscriber.email, outbox.window_key"
+            )
+        ).all()
+    return [(str(a), str(b), str(c), str(d), str(e), bytes(f)) for a, b, c, d, e, f in rows]  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Worker processes for any page of 3+ digests, on any machine (the pool needs 2+ CPUs)."""
+    monkeypatch.setattr(digest_module, "POOL_MIN", 3)
+    monkeypatch.setattr(digest_module.os, "cpu_count", lambda: 2)
+    yield
+
+
+def _app(path: Path, **overrides: object) -> App:
+    path.mkdir()
+    app = App.load(make_workspace(path, "sources: []\n", **overrides))
+    seed(app.repo)
+    return app
+
+
+def test_worker_render_matches_serial(tmp_path: Path, workers: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    pooled, serial = _app(tmp_path / "pooled"), _app(tmp_path / "serial")
+    spawned: list[object] = []
+    real_worker = digest_module._Worker
+
+    def counting_worker(*args: object) -> object:
+        spawned.append(args)
+        return real_worker(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(digest_module, "_Worker", counting_worker)
+    got = DigestService(pooled.settings, pooled.repo, pooled.watchlist).close_due(NOW, force_window="manual:1")
+    assert len(spawned) == 2, "the run did not go through worker processes"
+    monkeypatch.setattr(digest_module, "POOL_MIN", 10**9)
+    want = DigestService(serial.settings, serial.repo, serial.watchlist).close_due(NOW, force_window="manual:1")
+    assert (got.queued, got.alerts, got.skipped) == (want.queued, want.alerts, want.skipped)
+    assert got.queued == SUBSCRIBERS and got.alerts >= 1
+    assert sorted(got.subscribers) == sorted(want.subscribers)
+    rows = outbox(pooled)
+    assert rows == outbox(serial)  # same subjects, Message-IDs and bytes, whichever process rendered
+    for _email, _key, kind, _mid, _subject, raw in rows:
+        msg = email.message_from_bytes(raw, policy=policy.default)
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"], kind
+        assert "Zürich ✓" in html.unescape(msg.get_body(("html",)).get_content())  # type: ignore[union-attr]
+
+
+def test_close_and_send_delivers_each_mail_once(tmp_path: Path, workers: None, smtp_sink: SmtpSink) -> None:
+    app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
+    service = DigestService(app.settings, app.repo, app.watchlist)
+    closed, report = close_and_send(
+        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo)
+    )
+    assert report.sent == closed.queued + closed.alerts == SUBSCRIBERS + closed.alerts
+    assert not report.failed and not report.retried
+    ids = [email.message_from_bytes(raw, policy=policy.default)["Message-ID"] for _f, _r, raw in smtp_sink.messages]
+    assert len(ids) == len(set(ids)) == report.sent
+    with app.repo.engine.connect() as conn:
+        statuses = conn.execute(sql("SELECT status, count(*) FROM outbox GROUP BY status")).all()
+    assert {str(row[0]): row[1] for row in statuses} == {"sent": report.sent}
+    # a second run finds nothing to close or send
+    closed2, report2 = close_and_send(
+        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo)
+    )
+    assert (closed2.queued, closed2.alerts, report2.sent) == (0, 0, 0)
+
+
+def test_close_and_send_raises_what_closing_raised(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
+
+    def close() -> None:
+        raise RuntimeError("closing failed")
+
+    with pytest.raises(RuntimeError, match="closing failed"):
+        close_and_send(close, Sender(app.settings, app.repo))
