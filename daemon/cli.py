@@ -203,13 +203,15 @@ def digest_send(
     """Build and deliver digests: due ones, or every subscriber's with --now."""
     application = _load_app()
     from daemon.digest import DigestService
-    from daemon.sender import Sender
+    from daemon.sender import Sender, close_and_send
 
     now = utcnow()
     service = DigestService(application.settings, application.repo, application.watchlist)
     window = f"manual:{now.strftime('%Y%m%dT%H%M%S')}" if now_flag else None
-    closed = service.close_due(now, force_window=window)
-    report = Sender(application.settings, application.repo).send_due()
+    # mail goes out while later digests are still being rendered
+    closed, report = close_and_send(
+        lambda: service.close_due(now, force_window=window), Sender(application.settings, application.repo)
+    )
     print(
         f"queued {closed.queued} digests and {closed.alerts} alerts ({closed.skipped} with nothing new); "
         f"sent {report.sent}, retrying {report.retried}, failed {report.failed}"

@@ -16,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from daemon.digest import DigestService
 from daemon.pipeline import Pipeline
-from daemon.sender import Sender
+from daemon.sender import Sender, close_and_send
 from daemon.service import App
 from daemon.store.repo import utcnow
 
@@ -43,10 +43,14 @@ class Jobs:
             )
 
     async def digest(self) -> None:
-        closed = await asyncio.to_thread(self.digests.close_due, utcnow())
+        # close windows and mail what they queue at the same time (see sender.close_and_send)
+        closed, sent = await asyncio.to_thread(
+            close_and_send, lambda: self.digests.close_due(utcnow()), Sender(self.app.settings, self.app.repo)
+        )
         if closed.queued or closed.alerts:
             log.info("queued %d digests, %d alerts", closed.queued, closed.alerts)
-        await self.send()
+        if sent.sent or sent.retried or sent.failed:
+            log.info("mail: sent %d, retrying %d, failed %d", sent.sent, sent.retried, sent.failed)
 
     async def send(self) -> None:
         report = await asyncio.to_thread(self.sender.send_due)
