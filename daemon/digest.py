@@ -438,18 +438,7 @@ class DigestService:
     def _queue(
         self, sub: SubscriberView, matches: Sequence[StoredMatch], *, kind: str, window_key: str, now: datetime
     ) -> bool:
-        w = self._prepare(sub, matches, kind=kind, window_key=window_key, now=now)
-        outbox_id = self.repo.close_window(
-            subscriber_id=w.subscriber_id,
-            window_key=w.window_key,
-            kind=w.kind,
-            message_id=w.message_id,
-            subject=w.subject,
-            raw=w.raw,
-            match_ids=w.match_ids,
-            now=w.now,
-        )
-        return outbox_id is not None
+        return self.repo.close_one(self._prepare(sub, matches, kind=kind, window_key=window_key, now=now)) is not None
 
 
 @dataclass(frozen=True, slots=True)

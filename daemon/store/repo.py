@@ -130,6 +130,22 @@ class WindowClose:
     status: str = "queued"
 
 
+def _match_row(
+    m: Match, *, now: datetime, item_id: int | None = None, price_event_id: int | None = None, ticker: str | None = None
+) -> MatchRow:
+    return MatchRow(
+        item_id=item_id,
+        price_event_id=price_event_id,
+        rule_id=m.rule_id,
+        rule_title=m.rule_title,
+        ticker=m.ticker if ticker is None else ticker,
+        category=m.category,
+        severity=int(m.severity),
+        explanation=_explanations_json(m.explanations),
+        created_at=now,
+    )
+
+
 class Repo:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -289,18 +305,7 @@ class Repo:
                 if (m.rule_id, m.ticker) in seen:
                     continue
                 seen.add((m.rule_id, m.ticker))
-                s.add(
-                    MatchRow(
-                        item_id=row.id,
-                        rule_id=m.rule_id,
-                        rule_title=m.rule_title,
-                        ticker=m.ticker,
-                        category=m.category,
-                        severity=int(m.severity),
-                        explanation=_explanations_json(m.explanations),
-                        created_at=now,
-                    )
-                )
+                s.add(_match_row(m, now=now, item_id=row.id))
             s.commit()
             return row.id
 
@@ -391,18 +396,7 @@ class Repo:
             s.flush()
             assert row.id is not None
             for m in matches:
-                s.add(
-                    MatchRow(
-                        price_event_id=row.id,
-                        rule_id=m.rule_id,
-                        rule_title=m.rule_title,
-                        ticker=m.ticker or event.ticker,
-                        category=m.category,
-                        severity=int(m.severity),
-                        explanation=_explanations_json(m.explanations),
-                        created_at=now,
-                    )
-                )
+                s.add(_match_row(m, now=now, price_event_id=row.id, ticker=m.ticker or event.ticker))
             s.commit()
             return row.id
 
@@ -833,20 +827,21 @@ class Repo:
                     ids.append(oid)
                 return ids
         except IntegrityError:
-            return [
-                self.close_window(
-                    subscriber_id=w.subscriber_id,
-                    window_key=w.window_key,
-                    kind=w.kind,
-                    message_id=w.message_id,
-                    subject=w.subject,
-                    raw=w.raw,
-                    match_ids=w.match_ids,
-                    now=w.now,
-                    status=w.status,
-                )
-                for w in windows
-            ]
+            return [self.close_one(w) for w in windows]
+
+    def close_one(self, w: WindowClose) -> int | None:
+        """close_window for a prepared WindowClose."""
+        return self.close_window(
+            subscriber_id=w.subscriber_id,
+            window_key=w.window_key,
+            kind=w.kind,
+            message_id=w.message_id,
+            subject=w.subject,
+            raw=w.raw,
+            match_ids=w.match_ids,
+            now=w.now,
+            status=w.status,
+        )
 
     def claim_outbox(self, now: datetime, *, lease: timedelta, limit: int) -> list[Outbox]:
         """Take due rows for sending. A row whose lease ran out (its sender died) is due again."""
