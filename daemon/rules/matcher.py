@@ -50,18 +50,19 @@ class _ItemCtx:
         self.sc = summary if self.ssame else " ".join(summary.split())
         self.th: dict[int, int] = {}  # phrase id -> start in collapsed title
         self.sh: dict[int, int] = {}
-        self.trx: frozenset[int] | set[int] = _NONE  # regex ids found in the title
-        self.srx: frozenset[int] | set[int] = _NONE
+        # regex id -> UTF-8 byte span of its first match in the collapsed title / summary / lead
+        self.trx: dict[int, tuple[int, int]] = _NO_RX
+        self.srx: dict[int, tuple[int, int]] = _NO_RX
         self.lc = ""  # the lead (a prefix of sc), filled only when some rule reads it
         self.lh: dict[int, int] = _NO_HITS
-        self.lrx: frozenset[int] | set[int] = _NONE
-        # UTF-8 of the collapsed fields, made when their regex filter runs (spans reuse them)
+        self.lrx: dict[int, tuple[int, int]] = _NO_RX
+        # UTF-8 of the collapsed fields, made when some regex runs on them (spans are offsets in them)
         self.tb = self.sb = self.lb = b""
         self.tascii = self.sascii = self.lascii = True
 
 
-_NONE: frozenset[int] = frozenset()
 _NO_HITS: dict[int, int] = {}  # shared, never written
+_NO_RX: dict[int, tuple[int, int]] = {}  # shared, never written
 Pred = Callable[[Any], bool]
 
 
@@ -155,19 +156,21 @@ class _Compiled:
 Explainer = Callable[[_ItemCtx, str, set[str], list[Explanation]], None]
 
 
-def _re2_options(*, spans_only: bool) -> re2.Options:
+def _span_options() -> re2.Options:
     opts = re2.Options()
     opts.log_errors = False
     # Room for the DFA of patterns like `^.{0,300}\b(merger|...)`: with the default 8 MB RE2
     # keeps flushing its state cache and runs several times slower. A cap, not an allocation.
     opts.max_mem = 64 << 20
-    # Explanations want the span only; without groups RE2 need not rerun the match on its NFA.
-    opts.never_capture = spans_only
+    # Each run wants the first match's span only; without groups RE2 need not rerun the match
+    # on its NFA.
+    opts.never_capture = True
     return opts
 
 
-_FILTER_OPTIONS = _re2_options(spans_only=False)
-_SPAN_OPTIONS = _re2_options(spans_only=True)
+_SPAN_OPTIONS = _span_options()
+# google-re2's low-level anchor (private); None sends every run through the public search()
+_UNANCHORED: Any = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
 
 # Bound a cache of form -> filing rules: forms are a small vocabulary, but a feed could send junk.
 _FORM_CACHE_MAX = 4096
@@ -195,12 +198,9 @@ class RuleSet:
                 if tree is not None:
                     self._collect(tree)
         self._single: dict[int, Any] = {
-            rid: re2.compile(regex_for_matching(p), _SPAN_OPTIONS) for p, rid in self._regex_ids.items()
+            rid: _raw(re2.compile(regex_for_matching(p), _SPAN_OPTIONS)) for p, rid in self._regex_ids.items()
         }
-        self._tset, self._tset_ids = self._build_set(("headline", "text"))
-        self._sset, self._sset_ids = self._build_set(("summary", "text"))
-        self._lset, self._lset_ids = self._build_set(("lead",))
-        self._uses_lead = bool(self._lead_pids) or self._lset is not None
+        self._uses_lead = bool(self._lead_pids) or any("lead" in f for f in self._regex_fields.values())
         self._build_regex_gates()
         self._build_automaton()
         self._compiled: list[_Compiled] = []
@@ -296,32 +296,20 @@ class RuleSet:
             return cost, frozenset(acc)
         return None
 
-    def _build_set(self, fields: tuple[str, ...]) -> tuple[Any, list[int]]:
-        ids = [rid for p, rid in self._regex_ids.items() if self._regex_fields[rid] & set(fields)]
-        if not ids:
-            return None, []
-        # FilteredRE2 rather than RE2::Set: a Set's DFA blows up with many `.*` patterns
-        # (measured ~15k titles/s with 300 such patterns), while the filter first matches the
-        # literal atoms each pattern requires, then runs only the patterns whose atoms are
-        # there, asking "is there a match" (which stops at the first one) rather than "where".
-        f = re2.Filter()
-        patterns = {rid: p for p, rid in self._regex_ids.items()}
-        for rid in ids:
-            f.Add(regex_for_matching(patterns[rid]), _FILTER_OPTIONS)
-        f.Compile()
-        return f, ids
-
     def _build_regex_gates(self) -> None:
         """Which regexes each required literal (regex_literals) may let match, per text field.
 
-        The literals ride along in the automaton pass; a field where none of them was seen
-        (and no regex without literals exists) skips its RE2 filter call, the dearest step.
+        The literals ride along in the automaton pass, so a regex runs only on a field where a
+        string of each of its required sets was seen: most fields run none, the rest a few.
+        Each run asks for the first match's span, which is the explanation span too.
         """
-        title_capable = {rid for rid, f in self._regex_fields.items() if f & {"headline", "text"}}
-        summary_capable = {rid for rid, f in self._regex_fields.items() if f & {"summary", "text"}}
-        lead_capable = {rid for rid, f in self._regex_fields.items() if "lead" in f}
+        capable = {
+            where: {rid for rid, f in self._regex_fields.items() if f & names}
+            for where, names in (("h", {"headline", "text"}), ("s", {"summary", "text"}), ("l", {"lead"}))
+        }
         self._lit_ids: dict[str, int] = {}
-        by_lit: dict[int, list[tuple[int, int]]] = {}  # literal -> (regex, bit of its set)
+        one_set: dict[int, list[int]] = {}  # literal -> regexes with one required set, this among it
+        multi: dict[int, list[tuple[int, int]]] = {}  # literal -> (regex, bit of its set), several sets
         self._rx_full: dict[int, int] = {}  # regex -> bits of all its sets
         always: list[int] = []
         for pattern, rid in self._regex_ids.items():
@@ -332,13 +320,25 @@ class RuleSet:
             self._rx_full[rid] = (1 << len(sets)) - 1
             for k, lits in enumerate(sets):
                 for lit in sorted(lits):
-                    by_lit.setdefault(self._lit_ids.setdefault(lit, len(self._lit_ids)), []).append((rid, 1 << k))
-        self._lit_rx_title = {k: tuple(e for e in v if e[0] in title_capable) for k, v in by_lit.items()}
-        self._lit_rx_summary = {k: tuple(e for e in v if e[0] in summary_capable) for k, v in by_lit.items()}
-        self._lit_rx_lead = {k: tuple(e for e in v if e[0] in lead_capable) for k, v in by_lit.items()}
-        self._always_rx_lead = tuple(r for r in always if r in lead_capable)
-        self._always_rx_title = tuple(r for r in always if r in title_capable)
-        self._always_rx_summary = tuple(r for r in always if r in summary_capable)
+                    lid = self._lit_ids.setdefault(lit, len(self._lit_ids))
+                    if len(sets) == 1:
+                        one_set.setdefault(lid, []).append(rid)
+                    else:
+                        multi.setdefault(lid, []).append((rid, 1 << k))
+        # per field: literal -> (regexes it lets run, (regex, bit) of regexes with several sets)
+        self._rx_gate: dict[str, dict[int, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]]] = {}
+        self._rx_always: dict[str, tuple[int, ...]] = {}
+        self._rx_all: dict[str, tuple[int, ...]] = {}
+        for where, able in capable.items():
+            gate = {}
+            for lid in set(one_set) | set(multi):
+                ones = tuple(r for r in one_set.get(lid, ()) if r in able)
+                several = tuple(e for e in multi.get(lid, ()) if e[0] in able)
+                if ones or several:
+                    gate[lid] = (ones, several)
+            self._rx_gate[where] = gate
+            self._rx_always[where] = tuple(r for r in always if r in able)
+            self._rx_all[where] = tuple(sorted(able))
 
     def _build_automaton(self) -> None:
         self._auto: Any = None
@@ -479,20 +479,18 @@ class RuleSet:
             d[pid] = start if d is th else start - tlen - 1
         # RE2 folds `s` with U+017F under (?i) but str.lower() keeps it: run every regex then.
         odd = "\u017f" in low
-        if tc and self._tset is not None and (odd or self._gated(tlit, self._lit_rx_title, self._always_rx_title)):
-            x.tb = tb = tc.encode()
-            x.tascii = len(tb) == len(tc)
-            got = self._tset.Match(tb)
-            if got:
-                ids = self._tset_ids
-                x.trx = {ids[i] for i in got}
-        if sc and self._sset is not None and (odd or self._gated(slit, self._lit_rx_summary, self._always_rx_summary)):
-            x.sb = sb = sc.encode()
-            x.sascii = len(sb) == len(sc)
-            got = self._sset.Match(sb)
-            if got:
-                ids = self._sset_ids
-                x.srx = {ids[i] for i in got}
+        if tc:
+            run = self._rx_all["h"] if odd else self._potential(tlit, "h")
+            if run:
+                x.tb = tb = tc.encode()
+                x.tascii = len(tb) == len(tc)
+                x.trx = self._run(run, tb)
+        if sc:
+            run = self._rx_all["s"] if odd else self._potential(slit, "s")
+            if run:
+                x.sb = sb = sc.encode()
+                x.sascii = len(sb) == len(sc)
+                x.srx = self._run(run, sb)
         if sc and self._uses_lead:
             self._scan_lead(x, low[tlen + 1 :], slit, odd)
 
@@ -518,29 +516,44 @@ class RuleSet:
                     if pos >= 0:
                         hits[pid] = pos
                 x.lh = hits
-        if self._lset is not None and (odd or self._gated(slit, self._lit_rx_lead, self._always_rx_lead)):
+        run = self._rx_all["l"] if odd else self._potential(slit, "l")
+        if run:
             x.lb = lb = x.sb[:n] if x.sb and x.sascii else lc.encode()
             x.lascii = len(lb) == n
-            got = self._lset.Match(x.lb)
-            if got:
-                ids = self._lset_ids
-                x.lrx = {ids[i] for i in got}
+            x.lrx = self._run(run, lb)
 
-    def _gated(self, lits: set[int], gate: dict[int, tuple[tuple[int, int], ...]], always: tuple[int, ...]) -> bool:
-        """Whether some regex of a field may match: a string of each of its required sets is there."""
-        if always:
-            return True
+    def _potential(self, lits: set[int], where: str) -> Iterable[int]:
+        """Regexes of a field that may match: a string of each of their required sets was seen."""
+        always = self._rx_always[where]
         if not lits:
-            return False
-        seen: dict[int, int] = {}
-        full = self._rx_full
+            return always
+        gate = self._rx_gate[where]
+        out: set[int] = set(always)
+        several: list[tuple[int, int]] = []
         for lid in lits:
-            for rid, bit in gate[lid]:
-                bits = seen.get(rid, 0) | bit
+            g = gate.get(lid)
+            if g is not None:
+                out.update(g[0])
+                several.extend(g[1])
+        if several:
+            full = self._rx_full
+            seen: dict[int, int] = {}
+            for rid, bit in several:
+                bits = seen[rid] = seen.get(rid, 0) | bit
                 if bits == full[rid]:
-                    return True
-                seen[rid] = bits
-        return False
+                    out.add(rid)
+        return out
+
+    def _run(self, rids: Iterable[int], data: bytes) -> dict[int, tuple[int, int]]:
+        """The regexes that match, each with the byte span of its first match (its explanation)."""
+        single = self._single
+        n = len(data)
+        got: dict[int, tuple[int, int]] = {}
+        for rid in rids:
+            span = single[rid].Match(_UNANCHORED, data, 0, n)[0]
+            if span[0] >= 0:
+                got[rid] = span
+        return got
 
     def _candidates(self, x: _ItemCtx) -> list[int]:
         """Rule numbers worth evaluating for this item, in rule order."""
@@ -673,7 +686,6 @@ class RuleSet:
             return phrases
         if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
             prids = [self._regex_ids[p] for p in node.patterns]
-            single = self._single
             wheres = fields[node.field]
 
             def regex(x: _ItemCtx, rid: str, done: set[str], out: list[Explanation]) -> None:
@@ -682,14 +694,14 @@ class RuleSet:
                 for t in wheres:
                     if t in done:
                         continue
-                    hit_ids = x.trx if t == "h" else x.srx if t == "s" else x.lrx
+                    hit = x.trx if t == "h" else x.srx if t == "s" else x.lrx
                     for prid in prids:
-                        if prid in hit_ids:
-                            span = _search_span(single[prid], x, t)
-                            if span is not None:
-                                out.append(_span(rid, x, t, span[0], span[1]))
-                                done.add(t)
-                                break
+                        span = hit.get(prid)
+                        if span is not None:
+                            start, end = _chars(x, t, span)
+                            out.append(_span(rid, x, t, start, end))
+                            done.add(t)
+                            break
 
             return regex
 
@@ -752,20 +764,38 @@ def _span(rid: str, x: _ItemCtx, where: str, start: int, end: int) -> Explanatio
     return Explanation(rid, field, original[start:end], start, end)
 
 
-def _search_span(rx: Any, x: _ItemCtx, where: str) -> tuple[int, int] | None:
-    """Character span of a regex's first match in a collapsed field, searched on its UTF-8 bytes.
-
-    The bytes were made for the RE2 filter already; searching them skips the wrapper's
-    str-to-bytes offset bookkeeping, and for ASCII text (most feeds) byte offsets are offsets.
-    """
-    data = x.tb if where == "h" else x.sb if where == "s" else x.lb
-    m = rx.search(data)
-    if m is None:
-        return None
-    start, end = m.span()
+def _chars(x: _ItemCtx, where: str, span: tuple[int, int]) -> tuple[int, int]:
+    """Character offsets of a byte span of a collapsed field's UTF-8 (for ASCII text: the same)."""
+    start, end = span
     if not (x.tascii if where == "h" else x.sascii if where == "s" else x.lascii):
+        data = x.tb if where == "h" else x.sb if where == "s" else x.lb
         start, end = len(data[:start].decode()), len(data[:end].decode())
     return start, end
+
+
+class _SearchAdapter:
+    """The low-level Match() of google-re2's compiled pattern, through its public search()."""
+
+    __slots__ = ("_rx",)
+
+    def __init__(self, rx: Any) -> None:
+        self._rx = rx
+
+    def Match(self, anchor: Any, data: bytes, pos: int, endpos: int) -> list[tuple[int, int]]:
+        m = self._rx.search(data, pos, endpos)
+        return [(-1, -1) if m is None else m.span()]
+
+
+def _raw(rx: Any) -> Any:
+    """The pybind RE2 object under a compiled pattern: its Match() skips the wrapper's Match object.
+
+    About 1 µs less per regex run. Should a google-re2 release rename it, the public search()
+    stands in with the same answers.
+    """
+    raw = getattr(rx, "_regexp", None)
+    if _UNANCHORED is None or raw is None or not hasattr(raw, "Match"):
+        return _SearchAdapter(rx)
+    return raw
 
 
 def _explain_other(rid: str, node: c.Node, item: Item, url_regex: dict[str, Any]) -> list[Explanation]:
