@@ -320,3 +320,57 @@ def test_bundled_templates_need_no_inlining(renderer: Renderer) -> None:
     c = parse_html(html)
     styled = {tag for tag, name, _ in c.attrs if name == "style"}
     assert {"table", "td", "h1", "h2", "div", "span", "a"} <= styled
+
+
+def test_hostile_operator_entry_macro_is_sanitized_in_fragments(tmp_path: Path) -> None:
+    """An overridden entry macro goes through the fragment cache: its output is sanitized too."""
+    (tmp_path / "_macros.html.j2").write_text(
+        (bundled_templates_dir() / "_macros.html.j2")
+        .read_text(encoding="utf-8")
+        .replace(
+            "{% macro entry(e) -%}",
+            '{% macro entry(e) -%}<script>alert(1)</script><a href="javascript:x()" onclick="y()">bad</a>',
+        ),
+        encoding="utf-8",
+    )
+    renderer = Renderer(tmp_path)
+    first = renderer.render_digest(sample_digest(), now=NOW)
+    second = renderer.render_digest(sample_digest(), now=NOW)  # served from the fragment cache
+    for r in (first, second):
+        assert_html_safe(r.html)
+        assert r.html.count(">bad</a>") == sum(len(s.entries) for s in sample_digest().sections)
+        assert "kn-slot-" not in r.html
+    assert first.html == second.html
+
+
+def test_fragments_are_spliced_whole_and_reused_across_digests(renderer: Renderer) -> None:
+    fresh = Renderer()
+    lone = fresh.render_digest(sample_digest(), now=NOW)
+    # the module renderer has rendered other digests before: its cache holds other stories too
+    renderer.render_digest(huge_digest(3, 5), now=NOW)
+    again = renderer.render_digest(sample_digest(), now=NOW)
+    assert again.html == lone.html and again.text == lone.text
+    assert "kn-slot-" not in again.html
+    # a placeholder-shaped string in feed text is escaped text, never replaced by a fragment
+    forged = sample_digest()
+    first = forged.sections[0]
+    bait = f'<div id="kn-slot-{renderer._nonce}-0"></div>'
+    forged = replace(
+        forged, sections=(replace(first, entries=(replace(first.entries[0], title=bait),)), *forged.sections[1:])
+    )
+    html = renderer.render_digest(forged, now=NOW).html
+    assert f'&lt;div id="kn-slot-{renderer._nonce}-0"&gt;&lt;/div&gt;' in html
+    assert_html_safe(html)
+
+
+def test_edited_macro_template_is_not_served_from_stale_fragments(tmp_path: Path) -> None:
+    macros = (bundled_templates_dir() / "_macros.html.j2").read_text(encoding="utf-8")
+    (tmp_path / "_macros.html.j2").write_text(macros.replace("{% macro entry(e) -%}", "{% macro entry(e) -%}OLD"))
+    renderer = Renderer(tmp_path, reload_check_s=0)
+    assert "OLD" in renderer.render_digest(sample_digest(), now=NOW).html
+    target = tmp_path / "_macros.html.j2"
+    target.write_text(macros.replace("{% macro entry(e) -%}", "{% macro entry(e) -%}NEW"))
+    stat = target.stat()
+    os.utime(target, (stat.st_atime + 5, stat.st_mtime + 5))  # even within the same mtime tick
+    html = renderer.render_digest(sample_digest(), now=NOW).html
+    assert "NEW" in html and "OLD" not in html
