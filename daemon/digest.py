@@ -46,6 +46,7 @@ PAGE = 500  # subscribers read, and their pending matches fetched, at a time
 POOL_MIN = 200  # digests in one page before rendering moves to worker processes
 POOL_MAX = 4  # worker processes at most (one per core below that)
 WRITE_BATCH = 100  # closed windows per transaction
+SECTION_CACHE = 50_000  # built ticker sections kept in one run (bounded: memory stays flat)
 WRITE_BYTES = 8 * 1024 * 1024  # ... or fewer, so a run holds a bounded amount of rendered mail
 
 
@@ -131,6 +132,8 @@ class DigestBuilder:
         self._moves: dict[tuple[str, datetime], float | None] = {}
         self._clusters: dict[str, list[tuple[str, str, str]]] = {}
         self._news: dict[tuple[str, datetime], list[tuple[str, str]]] = {}
+        self._sections: dict[tuple[str, tuple[int, ...]], tuple[int, TickerSection]] = {}
+        self._names = {t.symbol: t for t in watchlist.tickers}
         self._secret = settings.secret_key or repo.secret_key()
 
     def reset(self) -> None:
@@ -139,6 +142,7 @@ class DigestBuilder:
         self._moves.clear()
         self._clusters.clear()
         self._news.clear()
+        self._sections.clear()
 
     def history(self, ticker: str) -> list[Quote]:
         if ticker not in self._history:
@@ -195,27 +199,16 @@ class DigestBuilder:
         by_ticker: dict[str, list[StoredMatch]] = defaultdict(list)
         for m in matches:
             by_ticker[m.ticker].append(m)
-        clusters = self.cluster_sources([m.cluster_id for m in matches])
         sections: list[tuple[int, TickerSection]] = []
-        cap = self.settings.max_items_per_ticker
         for ticker, ms in by_ticker.items():
-            stories: dict[str, list[StoredMatch]] = defaultdict(list)
-            for m in ms:
-                stories[m.cluster_id].append(m)
-            entries = [self._entry(group, clusters.get(cid, []), ticker) for cid, group in stories.items()]
-            entries.sort(key=lambda e: (-int(e.severity), -e.published_at.timestamp()))
-            last, change = self._price_line(ticker)
-            info = self.watchlist.get(ticker)
-            section = TickerSection(
-                symbol=ticker,
-                name=info.name if info else "",
-                entries=tuple(entries[:cap]),
-                overflow=max(0, len(entries) - cap),
-                last_price=last,
-                day_change_pct=change,
-            )
-            top = max((int(e.severity) for e in entries), default=0)
-            sections.append((top, section))
+            # Thousands of subscribers get the same few hundred sections: built once per run.
+            key = (ticker, tuple(m.match_id for m in ms))
+            built = self._sections.get(key)
+            if built is None:
+                if len(self._sections) >= SECTION_CACHE:
+                    self._sections.clear()
+                built = self._sections[key] = self._section(ticker, ms)
+            sections.append(built)
         sections.sort(key=lambda p: (-p[0], p[1].symbol))
         ordered = tuple(s for _, s in sections)
         unsubscribe, prefs = self.links(sub, now)
@@ -232,6 +225,27 @@ class DigestBuilder:
             more_url=self.recent_url(sub, now),
         )
         return BuiltDigest(digest=digest, match_ids=[m.match_id for m in matches])
+
+    def _section(self, ticker: str, ms: Sequence[StoredMatch]) -> tuple[int, TickerSection]:
+        """One ticker's section and its top severity (sections are ordered by it)."""
+        clusters = self.cluster_sources([m.cluster_id for m in ms])
+        stories: dict[str, list[StoredMatch]] = defaultdict(list)
+        for m in ms:
+            stories[m.cluster_id].append(m)
+        entries = [self._entry(group, clusters.get(cid, []), ticker) for cid, group in stories.items()]
+        entries.sort(key=lambda e: (-int(e.severity), -e.published_at.timestamp()))
+        cap = self.settings.max_items_per_ticker
+        last, change = self._price_line(ticker)
+        info = self._names.get(ticker)
+        section = TickerSection(
+            symbol=ticker,
+            name=info.name if info else "",
+            entries=tuple(entries[:cap]),
+            overflow=max(0, len(entries) - cap),
+            last_price=last,
+            day_change_pct=change,
+        )
+        return max((int(e.severity) for e in entries), default=0), section
 
     def _entry(self, group: list[StoredMatch], reports: list[tuple[str, str, str]], ticker: str) -> DigestEntry:
         lead = min(group, key=lambda m: (m.published_at, m.match_id))

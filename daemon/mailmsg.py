@@ -168,13 +168,14 @@ def _encoded_words(name: str, value: str) -> bytes:
     words: list[str] = []
     start = q_len = b_bytes = 0
     for i, ch in enumerate(value):
-        raw = ch.encode("utf-8")
-        cq = len(_q_word(raw))
-        if i > start and min(q_len + cq, -(-(b_bytes + len(raw)) // 3) * 4) > budget:
+        code = ord(ch)
+        size = 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+        cq = (1 if code in _Q_SAFE or code == 0x20 else 3) if size == 1 else 3 * size
+        if i > start and min(q_len + cq, -(-(b_bytes + size) // 3) * 4) > budget:
             words.append(_ew(value[start:i]))
             start, q_len, b_bytes = i, 0, 0
         q_len += cq
-        b_bytes += len(raw)
+        b_bytes += size
     if start < len(value):
         words.append(_ew(value[start:]))
     return (f"{name}: " + "\r\n ".join(words) + "\r\n").encode("ascii")
