@@ -114,54 +114,6 @@ def walk(node: Node) -> list[Node]:
     return out
 
 
-def requires_literal(node: Node) -> bool:
-    """True when the tree can only be true if one of its text literals hit.
-
-    That is what lets the matcher skip a rule whose phrases and regexes all missed; a rule
-    that can be true without any literal (a pure filing rule, a `not`) is always evaluated.
-    """
-    if isinstance(node, Phrases | AllWords | Regex) and node.field in TEXT_FIELDS:
-        return True
-    if isinstance(node, All):
-        return any(requires_literal(c) for c in node.children)
-    if isinstance(node, Any_):
-        return bool(node.children) and all(requires_literal(c) for c in node.children)
-    return False
-
-
-def required_forms(node: Node) -> frozenset[str] | None:
-    """Form patterns one of which the item's form must match for the tree to be true, or None.
-
-    Lets the matcher look filing rules up by the item's form instead of evaluating every one
-    of them on every item (most items are not filings at all).
-    """
-    if isinstance(node, Filing):
-        return frozenset(node.forms) if node.forms else None
-    if isinstance(node, All):
-        gates = [g for g in (required_forms(k) for k in node.children) if g is not None]
-        return min(gates, key=len) if gates else None
-    if isinstance(node, Any_):
-        acc: set[str] = set()
-        for k in node.children:
-            g = required_forms(k)
-            if g is None:
-                return None
-            acc |= g
-        return frozenset(acc) if acc else None
-    return None
-
-
-def requires_filing_items(node: Node) -> bool:
-    """True when the tree can only be true for an item that lists 8-K item numbers."""
-    if isinstance(node, Filing):
-        return bool(node.items)
-    if isinstance(node, All):
-        return any(requires_filing_items(k) for k in node.children)
-    if isinstance(node, Any_):
-        return bool(node.children) and all(requires_filing_items(k) for k in node.children)
-    return False
-
-
 def compare(op: str, actual: float, limit: float) -> bool:
     if op.startswith("abs_"):
         actual = abs(actual)

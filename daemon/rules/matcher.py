@@ -36,12 +36,13 @@ class _ItemCtx:
     """
 
     __slots__ = (
-        "item", "lascii", "lb", "lc", "lh", "lrx", "sascii", "sb", "sc", "sh", "srx", "ssame",
+        "item", "lascii", "lb", "lc", "lh", "lrx", "rx", "sascii", "sb", "sc", "sh", "srx", "ssame",
         "tascii", "tb", "tc", "th", "trx", "tsame",
     )  # fmt: skip
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, rx: dict[int, Any]) -> None:
         self.item = item
+        self.rx = rx  # regex id -> compiled regex, for the runs the rule trees ask for
         title, summary = item.title, item.summary
         # is_collapsed() once per field: collapse() would ask it again
         self.tsame = is_collapsed(title)
@@ -50,7 +51,8 @@ class _ItemCtx:
         self.sc = summary if self.ssame else " ".join(summary.split())
         self.th: dict[int, int] = {}  # phrase id -> start in collapsed title
         self.sh: dict[int, int] = {}
-        # regex id -> UTF-8 byte span of its first match in the collapsed title / summary / lead
+        # Regexes that may match the collapsed title / summary / lead (their literals were seen):
+        # id -> UTF-8 byte span of the first match, (-1, -1) for none, _TODO until a tree asks.
         self.trx: dict[int, tuple[int, int]] = _NO_RX
         self.srx: dict[int, tuple[int, int]] = _NO_RX
         self.lc = ""  # the lead (a prefix of sc), filled only when some rule reads it
@@ -63,7 +65,42 @@ class _ItemCtx:
 
 _NO_HITS: dict[int, int] = {}  # shared, never written
 _NO_RX: dict[int, tuple[int, int]] = {}  # shared, never written
+_TODO = (-2, -2)  # a regex not run yet (compared by identity)
+_MISS = (-1, -1)
+
+
+def _has(x: _ItemCtx, d: dict[int, tuple[int, int]], data: bytes, rids: tuple[int, ...]) -> bool:
+    """Whether one of the regexes matches a field, running only those not run yet, in order.
+
+    A regex runs when a rule tree reaches it, not when its literals are seen: `all` and
+    `any` stop early, so a regex next to a phrase that missed never runs.
+    """
+    for rid in rids:
+        span = d.get(rid)
+        if span is not None:
+            if span is _TODO:
+                span = d[rid] = x.rx[rid].Match(_UNANCHORED, data, 0, len(data))[0]
+            if span[0] >= 0:
+                return True
+    return False
+
+
+def _first_span(x: _ItemCtx, d: dict[int, tuple[int, int]], data: bytes, rid: int) -> tuple[int, int]:
+    span = d.get(rid, _MISS)
+    if span is _TODO:
+        span = d[rid] = x.rx[rid].Match(_UNANCHORED, data, 0, len(data))[0]
+    return span
+
+
 Pred = Callable[[Any], bool]
+
+
+_COMMON_FIRST = " etaoinsrhldcumfpgwybvkxjqz0123456789.,-'\"()/:;$%&"
+_CHAR_RANK = {ch: i for i, ch in enumerate(_COMMON_FIRST)}
+
+
+def _frequency_order(entry: tuple[str, Any]) -> list[int]:
+    return [_CHAR_RANK.get(ch, len(_COMMON_FIRST) + ord(ch)) for ch in entry[0]]
 
 
 def _form_matches(patterns: tuple[str, ...], form: str | None) -> bool:
@@ -172,6 +209,8 @@ _SPAN_OPTIONS = _span_options()
 # google-re2's low-level anchor (private); None sends every run through the public search()
 _UNANCHORED: Any = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
 
+# Above any literal gate's cost: an `all` of a filing leaf and phrases gates on the phrases.
+_FORM_COST = 1000.0
 # Bound a cache of form -> filing rules: forms are a small vocabulary, but a feed could send junk.
 _FORM_CACHE_MAX = 4096
 
@@ -215,23 +254,23 @@ class RuleSet:
         for r in item_rules:
             assert r.when is not None
             idx = len(self._compiled)
-            gated = c.requires_literal(r.when)
-            self._compiled.append(_Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, gated))
-            if not gated:
-                forms = c.required_forms(r.when)
-                if forms is not None:
-                    form_rules.append((idx, tuple(sorted(forms))))
-                elif c.requires_filing_items(r.when):
-                    items_rules.append(idx)
-                else:
-                    always.append(idx)
-                continue
             gate = self._gate(r.when)
-            assert gate is not None  # requires_literal() said so
+            self._compiled.append(
+                _Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, gate is not None)
+            )
+            if gate is None:
+                always.append(idx)
+                continue
+            forms = tuple(sorted(str(k[1]) for k in gate[1] if k[0] == "f"))
+            if forms:
+                form_rules.append((idx, forms))
+            if ("i", 0) in gate[1]:
+                items_rules.append(idx)
             for k in gate[1]:
-                lst = lit_rules.setdefault(k, [])
-                if not lst or lst[-1] != idx:
-                    lst.append(idx)
+                if k[0] in ("p", "r"):
+                    lst = lit_rules.setdefault((k[0], int(k[1])), [])
+                    if not lst or lst[-1] != idx:
+                        lst.append(idx)
         self._by_phrase = {pid: tuple(v) for (kind, pid), v in lit_rules.items() if kind == "p"}
         self._by_regex = {rid: tuple(v) for (kind, rid), v in lit_rules.items() if kind == "r"}
         self._always = tuple(always)
@@ -266,12 +305,16 @@ class RuleSet:
                     for p in node.patterns:
                         self._url_regex.setdefault(p, re2.compile(regex_for_matching(p), re2_options()))
 
-    def _gate(self, node: c.Node) -> tuple[float, frozenset[tuple[str, int]]] | None:
-        """Literals of which at least one must hit for `node` to be true, with a rough cost.
+    def _gate(self, node: c.Node) -> tuple[float, frozenset[tuple[str, int | str]]] | None:
+        """What must be there for `node` to be true (one of them at least), with a rough cost.
 
+        ("p", phrase id) and ("r", regex id) are literals of the automaton pass; ("f", form
+        pattern) is an item form and ("i", 0) any 8-K item number, so that `any` of phrases and
+        a filing leaf is looked at only for items with the phrases or of the form, not always.
         For `all`, one child is enough to gate on, so the cheapest (rarest-looking) child is
         chosen: a regex (already narrowed by its RE2 prefilter) or long phrases rather than a
-        common short word. That keeps the candidates per item few even with 1,000 rules.
+        common short word, and literals before forms. That keeps the candidates per item few
+        even with 1,000 rules. None: the node may be true without any of these.
         """
         if isinstance(node, c.Phrases) and node.field in c.TEXT_FIELDS:
             keys = frozenset(("p", self._phrase_ids[p]) for p in node.phrases)
@@ -281,12 +324,16 @@ class RuleSet:
             return 1.0 / len(longest), frozenset({("p", self._phrase_ids[longest])})
         if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
             return 0.01 * len(node.patterns), frozenset(("r", self._regex_ids[p]) for p in node.patterns)
+        if isinstance(node, c.Filing):
+            if node.forms:
+                return _FORM_COST, frozenset(("f", f) for f in node.forms)
+            return (_FORM_COST, frozenset({("i", 0)})) if node.items else None
         if isinstance(node, c.All):
             gates = [g for g in (self._gate(k) for k in node.children) if g is not None]
             return min(gates, key=lambda g: g[0]) if gates else None
         if isinstance(node, c.Any_):
             cost = 0.0
-            acc: set[tuple[str, int]] = set()
+            acc: set[tuple[str, int | str]] = set()
             for k in node.children:
                 g = self._gate(k)
                 if g is None:
@@ -350,7 +397,10 @@ class RuleSet:
         if not entries:
             return
         a = ahocorasick.Automaton()
-        for key, (pid, lid) in entries.items():
+        # pyahocorasick finds a node's child by a linear scan, in the order children were
+        # added: keys added in order of their characters' frequency in English text put the
+        # commonest letters (and the space) first in every node, the root above all.
+        for key, (pid, lid) in sorted(entries.items(), key=_frequency_order):
             # Boundaries are only asked where the phrase edge is itself a word character;
             # regex literals need none (the regex decides).
             a.add_word(key, (pid, len(key), _word(key[0]), _word(key[-1]), lid))
@@ -391,14 +441,14 @@ class RuleSet:
                 return lambda x: not x.lh.keys().isdisjoint(pids)
             return lambda x: not (x.th.keys().isdisjoint(pids) and x.sh.keys().isdisjoint(pids))
         if isinstance(node, c.Regex) and node.field in c.TEXT_FIELDS:
-            rids = frozenset(self._regex_ids[p] for p in node.patterns)
+            rids = tuple(dict.fromkeys(self._regex_ids[p] for p in node.patterns))
             if node.field == "headline":
-                return lambda x: not rids.isdisjoint(x.trx)
+                return lambda x: _has(x, x.trx, x.tb, rids)
             if node.field == "summary":
-                return lambda x: not rids.isdisjoint(x.srx)
+                return lambda x: _has(x, x.srx, x.sb, rids)
             if node.field == "lead":
-                return lambda x: not rids.isdisjoint(x.lrx)
-            return lambda x: not (rids.isdisjoint(x.trx) and rids.isdisjoint(x.srx))
+                return lambda x: _has(x, x.lrx, x.lb, rids)
+            return lambda x: _has(x, x.trx, x.tb, rids) or _has(x, x.srx, x.sb, rids)
         if isinstance(node, c.Phrases | c.AllWords):  # url
             words = node.phrases if isinstance(node, c.Phrases) else node.words
             if isinstance(node, c.AllWords):
@@ -484,13 +534,13 @@ class RuleSet:
             if run:
                 x.tb = tb = tc.encode()
                 x.tascii = len(tb) == len(tc)
-                x.trx = self._run(run, tb)
+                x.trx = dict.fromkeys(run, _TODO)
         if sc:
             run = self._rx_all["s"] if odd else self._potential(slit, "s")
             if run:
                 x.sb = sb = sc.encode()
                 x.sascii = len(sb) == len(sc)
-                x.srx = self._run(run, sb)
+                x.srx = dict.fromkeys(run, _TODO)
         if sc and self._uses_lead:
             self._scan_lead(x, low[tlen + 1 :], slit, odd)
 
@@ -520,7 +570,7 @@ class RuleSet:
         if run:
             x.lb = lb = x.sb[:n] if x.sb and x.sascii else lc.encode()
             x.lascii = len(lb) == n
-            x.lrx = self._run(run, lb)
+            x.lrx = dict.fromkeys(run, _TODO)
 
     def _potential(self, lits: set[int], where: str) -> Iterable[int]:
         """Regexes of a field that may match: a string of each of their required sets was seen."""
@@ -543,17 +593,6 @@ class RuleSet:
                 if bits == full[rid]:
                     out.add(rid)
         return out
-
-    def _run(self, rids: Iterable[int], data: bytes) -> dict[int, tuple[int, int]]:
-        """The regexes that match, each with the byte span of its first match (its explanation)."""
-        single = self._single
-        n = len(data)
-        got: dict[int, tuple[int, int]] = {}
-        for rid in rids:
-            span = single[rid].Match(_UNANCHORED, data, 0, n)[0]
-            if span[0] >= 0:
-                got[rid] = span
-        return got
 
     def _candidates(self, x: _ItemCtx) -> list[int]:
         """Rule numbers worth evaluating for this item, in rule order."""
@@ -587,7 +626,7 @@ class RuleSet:
         return got
 
     def _fired(self, item: Item) -> tuple[_ItemCtx, list[int]]:
-        x = _ItemCtx(item)
+        x = _ItemCtx(item, self._single)
         self._scan(x)
         evals = self._evals
         fired: list[int] = []
@@ -694,10 +733,10 @@ class RuleSet:
                 for t in wheres:
                     if t in done:
                         continue
-                    hit = x.trx if t == "h" else x.srx if t == "s" else x.lrx
+                    hit, data = (x.trx, x.tb) if t == "h" else (x.srx, x.sb) if t == "s" else (x.lrx, x.lb)
                     for prid in prids:
-                        span = hit.get(prid)
-                        if span is not None:
+                        span = _first_span(x, hit, data, prid)
+                        if span[0] >= 0:
                             start, end = _chars(x, t, span)
                             out.append(_span(rid, x, t, start, end))
                             done.add(t)
