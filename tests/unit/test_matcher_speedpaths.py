@@ -149,3 +149,91 @@ def test_many_regex_rules_agree_with_python_re_on_random_text() -> None:
             spans = {e.field: (e.text, e.start, e.end) for e in got[f"r{i}"].explanations}
             assert spans == want, (p, title, summary)
     assert fired > 200
+
+
+def _filing(title: str, summary: str = "", form: str | None = None, items: tuple[str, ...] = ()) -> Item:
+    return Item(
+        uid="u",
+        source_id="edgar",
+        url="",
+        title=title,
+        summary=summary,
+        published_at=NOW,
+        form=form,
+        filing_items=items,
+    )
+
+
+def test_any_of_phrases_and_filing_leaves_is_found_by_either() -> None:
+    # Such a rule is looked up by its phrases, its forms and its item numbers rather than
+    # evaluated on every item: each way in must still find it, and nothing else may.
+    rs = load_rules_text(
+        "rules:\n  - id: r\n    category: other\n    when:\n      any:\n"
+        "        - text: {phrases: [restatement]}\n"
+        "        - filing: {form: ['8-K'], items: ['4.02']}\n"
+        "        - filing: {form: ['NT 10-K', '424B*']}\n"
+        "        - filing: {items: ['4.01']}\n"
+    )
+    fire = [
+        _filing("Acme announces restatement"),
+        _filing("x", "a restatement of 2023 results"),
+        _filing("x", form="8-K", items=("4.02",)),
+        _filing("x", form="8-K/A", items=("9.01", "4.02")),
+        _filing("x", form="nt 10-k"),
+        _filing("x", form="424B3"),
+        _filing("x", items=("4.01",)),
+        _filing("x", form="10-Q", items=("4.01",)),
+    ]
+    quiet = [
+        _filing("Acme restatements"),
+        _filing("x", form="8-K", items=("5.02",)),
+        _filing("x", form="8-K"),
+        _filing("x", form="10-K"),
+        _filing("x", items=("4.02",)),  # 4.02 counts only on an 8-K
+        _filing("x"),
+    ]
+    for it in fire:
+        assert [m.rule_id for m in rs.match_item(it)] == ["r"], it
+    for it in quiet:
+        assert rs.match_item(it) == [], it
+
+
+def test_regex_next_to_a_phrase_runs_only_when_needed_and_still_explains() -> None:
+    # The regex after a phrase that hit is not needed to fire the rule; the explanation of
+    # another field still runs it and gives its span.
+    rs = load_rules_text(
+        "rules:\n  - id: r\n    category: other\n    when:\n      any:\n"
+        "        - headline: {phrases: [net loss]}\n"
+        r"        - text: {regex: '\bshr [\d.]+ cts\b'}"
+        "\n  - id: gated\n    category: other\n    when:\n      all:\n"
+        "        - headline: {phrases: [acme]}\n"
+        r"        - summary: {regex: '\bshr [\d.]+ cts\b'}"
+        "\n"
+    )
+    summary = "Société:\n  shr 5 cts vs 7 cts"
+    got = {m.rule_id: m for m in rs.match_item(item("Zeta net loss", summary))}
+    assert set(got) == {"r"}
+    spans = {(e.field, e.text, e.start, e.end) for e in got["r"].explanations}
+    assert spans == {("headline", "net loss", 5, 13), ("summary", "shr 5 cts", 11, 20)}
+    assert summary[11:20] == "shr 5 cts"
+    got = {m.rule_id: m for m in rs.match_item(item("Acme posts", summary))}
+    assert set(got) == {"r", "gated"}
+    assert [(e.field, e.text) for e in got["gated"].explanations] == [("headline", "Acme"), ("summary", "shr 5 cts")]
+    assert rs.match_item(item("Acme posts", "shr five cts")) == []
+
+
+def test_long_s_runs_every_regex_of_the_field() -> None:
+    # With U+017F in the text the literal gate cannot be trusted: every regex may run.
+    rs = load_rules_text(
+        "rules:\n"
+        + "".join(
+            f"  - id: r{i}\n    category: other\n    when: {{text: {{regex: '{p}'}}}}\n"
+            for i, p in enumerate([r"sales rose\b", r"shr [\d.]+ cts\b", r"\bnet loss\b"])
+        )
+    )
+    got = {m.rule_id: m for m in rs.match_item(item("Acme ſales rose", "ſhr 5 cts; net loss"))}
+    assert set(got) == {"r0", "r1", "r2"}
+    assert [(e.field, e.text) for e in got["r0"].explanations] == [("headline", "ſales rose")]
+    assert [(e.field, e.text) for e in got["r1"].explanations] == [("summary", "ſhr 5 cts")]
+    # RE2's \b is ASCII: ſ is no word character, as a fresh search agrees
+    assert _expected_regex_span(r"\bsales rose", "ſales rose") is None
