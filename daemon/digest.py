@@ -7,18 +7,12 @@ being built twice; the anti-join on outbox_match is what keeps a story from bein
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import struct
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from pathlib import Path
-from typing import IO, Any, cast
+from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
@@ -36,6 +30,7 @@ from daemon.prices.events import move_since
 from daemon.render import Renderer
 from daemon.store.repo import Repo, StoredMatch, SubscriberView, WindowClose
 from daemon.tokens import sign
+from daemon.workers import Child, child_pipes, recv_frame, send_frame
 
 LOOKBACK = timedelta(days=14)
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)
@@ -498,79 +493,36 @@ def _finish(renderer: Renderer, settings: Settings, domain: str, job: _Job) -> W
     )
 
 
-def _send_frame(stream: IO[bytes], obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("!Q", len(data)))
-    stream.write(data)
-    stream.flush()
-
-
-def _recv_frame(stream: IO[bytes]) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("render worker closed its pipe")
-    (size,) = struct.unpack("!Q", head)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("render worker closed its pipe")
-    return pickle.loads(data)
-
-
 def worker_main() -> None:
     """A render worker: (settings, domain), then lists of _Job in, lists of WindowClose out, until EOF.
 
     Only trusted frames from the parent daemon process ever reach pickle here (a private pipe).
     """
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but frames may reach the pipe
+    stdin, stdout = child_pipes()
     try:
-        settings, domain = _recv_frame(stdin)
+        settings, domain = recv_frame(stdin)
         renderer = Renderer(settings.templates_dir)
         while True:
-            jobs = _recv_frame(stdin)
+            jobs = recv_frame(stdin)
             try:
                 reply: object = [_finish(renderer, settings, domain, job) for job in jobs]
             except Exception as exc:  # reported to the parent, which raises
                 reply = f"{type(exc).__name__}: {exc}"
-            _send_frame(stdout, reply)
+            send_frame(stdout, reply)
     except EOFError:
         return
 
 
-class _Worker:
+class _Worker(Child):
     def __init__(self, settings: Settings, domain: str) -> None:
-        root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from daemon.digest import worker_main; worker_main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.stdin: IO[bytes] = self.proc.stdin
-        self.stdout: IO[bytes] = self.proc.stdout
-        _send_frame(self.stdin, (settings, domain))
-
-    def send(self, jobs: list[_Job]) -> None:
-        _send_frame(self.stdin, jobs)
+        super().__init__("daemon.digest", "worker_main")
+        self.send((settings, domain))
 
     def receive(self) -> list[WindowClose]:
-        reply = _recv_frame(self.stdout)
+        reply = super().receive()
         if isinstance(reply, str):
             raise RuntimeError(f"render worker failed: {reply}")
         return cast(list[WindowClose], reply)
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        with contextlib.suppress(OSError):
-            self.stdout.close()
 
 
 class _Renderers:

@@ -8,6 +8,8 @@ same stored bytes, so the same Message-ID: the one duplicate DESIGN.md §7 allow
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import threading
 import time
@@ -21,7 +23,10 @@ from daemon.config import Settings
 from daemon.deliver import Transport, open_transport
 from daemon.errors import DeliveryError
 from daemon.mailmsg import dkim_sign
+from daemon.store.db import make_engine
 from daemon.store.repo import Repo
+from daemon.store.tables import Subscriber
+from daemon.workers import Child, child_pipes, recv_frame, send_frame
 
 BOUNCE_LIMIT = 3
 MAX_RETRY_DELAY = timedelta(hours=2)
@@ -30,6 +35,7 @@ MARK_BATCH = 25  # accepted rows marked sent per transaction, at most
 MARK_WINDOW_S = 0.05  # ... and no accepted row waits longer than this for its mark
 MARK_NOW_AFTER_S = 0.01  # a send slower than this is marked at once: nothing to gain by waiting
 FOLLOW_POLL_S = 0.05  # how often a sender following a digest run looks for newly queued mail
+PROCESS_MIN = 300  # subscribers from which a digest run sends from a process of its own
 
 T = TypeVar("T")
 
@@ -62,6 +68,8 @@ class Sender:
     ) -> None:
         self.settings = settings
         self.repo = repo
+        # Only a sender built from settings alone can be rebuilt in another process.
+        self.portable = transport_factory is None and lease is None and retry_base == BASE_RETRY_DELAY and clock is None
         self.transport_factory = transport_factory or (lambda: open_transport(settings))
         self.lease = lease or timedelta(seconds=settings.send_lease_s)
         self.retry_base = retry_base
@@ -204,14 +212,27 @@ class _Marks:
             self.repo.mark_sent_many(ids, self.clock())
 
 
-def close_and_send(close: Callable[[], T], sender: Sender) -> tuple[T, SendReport]:
-    """Run `close` (DigestService.close_due) here while `sender` mails what it queues, in a thread.
+def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | None = None) -> tuple[T, SendReport]:
+    """Run `close` (DigestService.close_due) here while `sender` mails what it queues.
 
     The first digests go out while later ones are still being rendered, so a run takes about as
     long as the slower of the two instead of their sum. Used by `keynews digest send` and the
     scheduler's digest job; the result of `close` is returned (or its exception raised) once the
     sender has drained the outbox too.
+
+    The sender is a thread for small runs and a process of its own for big ones on a multi-core
+    machine (`process=None` decides): a thread waiting on SMTP replies queues behind the closing
+    thread for the GIL after every reply, which made the overlapped run slower than closing and
+    then sending. Either way it is the same Sender.send_following, under the same leases.
     """
+    if process is None:
+        process = (
+            sender.portable
+            and (os.cpu_count() or 1) > 1
+            and sender.repo.count(Subscriber, status="active") >= PROCESS_MIN
+        )
+    if process:
+        return _close_and_send_process(close, sender)
     done = threading.Event()
     result: list[SendReport] = []
     failure: list[BaseException] = []
@@ -232,3 +253,45 @@ def close_and_send(close: Callable[[], T], sender: Sender) -> tuple[T, SendRepor
     if failure:
         raise failure[0]
     return closed, result[0]
+
+
+def _close_and_send_process(close: Callable[[], T], sender: Sender) -> tuple[T, SendReport]:
+    child = Child("daemon.sender", "follower_main")
+    try:
+        child.send(sender.settings)
+        try:
+            closed = close()
+        finally:
+            child.send("done")
+        reply = child.receive()
+    finally:
+        child.stop()
+    if isinstance(reply, str):
+        raise DeliveryError(f"sender process failed: {reply}", permanent=False)
+    return closed, reply
+
+
+def follower_main() -> None:
+    """The sender process of a digest run: settings in, then send_following until "done" (or EOF).
+
+    It opens its own database connection; the outbox leases keep it and any other sender apart.
+    Its SendReport goes back to the parent, or the error's text if it failed.
+    """
+    stdin, stdout = child_pipes()
+    settings = recv_frame(stdin)
+    done = threading.Event()
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError):
+            recv_frame(stdin)
+        done.set()  # "done", or the parent is gone: drain and stop either way
+
+    threading.Thread(target=watch, name="keynews-sender-watch", daemon=True).start()
+    engine = make_engine(settings.database_url)
+    try:
+        reply: object = Sender(settings, Repo(engine)).send_following(done)
+    except Exception as exc:
+        reply = f"{type(exc).__name__}: {exc}"
+    finally:
+        engine.dispose()
+    send_frame(stdout, reply)

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -93,25 +94,75 @@ def _explanations_from(raw: str) -> tuple[Explanation, ...]:
     return tuple(out)
 
 
-def _stored(m: MatchRow, it: ItemRow | None, pe: PriceEventRow | None) -> StoredMatch:
-    assert m.id is not None
+# The columns a digest needs, read as plain rows: ORM entities cost ~20 us each to build, and a
+# digest run reads matches for every page of subscribers.
+_MATCH_COLUMNS = (
+    MatchRow.id,
+    MatchRow.rule_id,
+    MatchRow.rule_title,
+    MatchRow.ticker,
+    MatchRow.category,
+    MatchRow.severity,
+    MatchRow.explanation,
+    MatchRow.created_at,
+    MatchRow.item_id,
+    MatchRow.price_event_id,
+    ItemRow.id,
+    ItemRow.cluster_id,
+    ItemRow.title,
+    ItemRow.url,
+    ItemRow.source_label,
+    ItemRow.source_id,
+    ItemRow.summary,
+    ItemRow.published_at,
+    PriceEventRow.metrics,
+)
+
+
+_SUBSCRIBER_COLUMNS = (
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.status,
+    Subscriber.frequency,
+    Subscriber.tz,
+    Subscriber.send_time,
+    Subscriber.weekly_day,
+    Subscriber.quiet_start,
+    Subscriber.quiet_end,
+    Subscriber.nothing_new,
+    Subscriber.created_at,
+)
+
+
+def _pending_select() -> Any:
+    return (
+        select(*_MATCH_COLUMNS)
+        .join(ItemRow, ItemRow.id == MatchRow.item_id, isouter=True)
+        .join(PriceEventRow, PriceEventRow.id == MatchRow.price_event_id, isouter=True)
+    )
+
+
+def _stored(row: Any) -> StoredMatch:
+    (mid, rule_id, rule_title, ticker, category, severity, explanation, created_at, item_id, pe_id) = row[:10]
+    (it_id, cluster_id, title, url, source_label, source_id, summary, published_at, metrics) = row[10:]
+    item = it_id is not None
     return StoredMatch(
-        match_id=m.id,
-        rule_id=m.rule_id,
-        rule_title=m.rule_title,
-        ticker=m.ticker,
-        category=m.category,
-        severity=Severity(m.severity),
-        explanations=_explanations_from(m.explanation),
-        created_at=m.created_at,
-        item_id=m.item_id,
-        cluster_id=it.cluster_id if it is not None else f"price:{m.price_event_id}",
-        title=it.title if it is not None else m.rule_title,
-        url=it.url if it is not None else "",
-        source_label=(it.source_label or it.source_id) if it is not None else "prices",
-        summary=it.summary if it is not None else "",
-        published_at=it.published_at if it is not None else m.created_at,
-        price_metrics=json.loads(pe.metrics) if pe is not None else None,
+        match_id=mid,
+        rule_id=rule_id,
+        rule_title=rule_title,
+        ticker=ticker,
+        category=category,
+        severity=Severity(severity),
+        explanations=_explanations_from(explanation),
+        created_at=created_at,
+        item_id=item_id,
+        cluster_id=cluster_id if item else f"price:{pe_id}",
+        title=title if item else rule_title,
+        url=url if item else "",
+        source_label=(source_label or source_id) if item else "prices",
+        summary=summary if item else "",
+        published_at=published_at if item else created_at,
+        price_metrics=json.loads(metrics) if metrics is not None else None,
     )
 
 
@@ -332,9 +383,13 @@ class Repo:
             for r in rows
         ]
 
-    def count(self, table: type) -> int:
+    def count(self, table: type, *, status: str | None = None) -> int:
+        """Rows in `table`; with `status`, only those in it (tables with a status column)."""
+        stmt = select(func.count()).select_from(table)
+        if status is not None:
+            stmt = stmt.where(table.status == status)
         with self.session() as s:
-            return int(s.execute(select(func.count()).select_from(table)).one()[0])
+            return int(s.execute(stmt).one()[0])
 
     # ---- prices -----------------------------------------------------------------------------
     def store_quotes(self, quotes: Sequence[Quote]) -> int:
@@ -466,25 +521,25 @@ class Repo:
             s.commit()
 
     def subscribers(self, *, status: str | None = None, email: str | None = None) -> list[SubscriberView]:
-        stmt = select(Subscriber).order_by(Subscriber.email)
+        stmt = select(*_SUBSCRIBER_COLUMNS).order_by(Subscriber.email)
         if status:
             stmt = stmt.where(Subscriber.status == status)
         if email:
             stmt = stmt.where(Subscriber.email == email.strip().lower())
         with self.session() as s:
-            return self._views(s, list(s.execute(stmt).scalars()))
+            return self._views(s, s.execute(stmt).all())
 
     def subscriber_pages(self, *, status: str | None = None, page: int = 500) -> Iterator[list[SubscriberView]]:
         """Subscribers in email order, `page` at a time, so a run over all of them holds one page."""
         after: str | None = None
         while True:
-            stmt = select(Subscriber).order_by(Subscriber.email).limit(page)
+            stmt = select(*_SUBSCRIBER_COLUMNS).order_by(Subscriber.email).limit(page)
             if status:
                 stmt = stmt.where(Subscriber.status == status)
             if after is not None:
                 stmt = stmt.where(Subscriber.email > after)
             with self.session() as s:
-                views = self._views(s, list(s.execute(stmt).scalars()))
+                views = self._views(s, s.execute(stmt).all())
             if not views:
                 return
             yield views
@@ -506,30 +561,45 @@ class Repo:
         return out
 
     @staticmethod
-    def _views(s: Session, subs: list[Subscriber]) -> list[SubscriberView]:
-        prefs: dict[int, dict[str, tuple[frozenset[str], int]]] = {sub.id: {} for sub in subs if sub.id}
+    def _views(s: Session, subs: Sequence[Any]) -> list[SubscriberView]:
+        """SubscriberViews from _SUBSCRIBER_COLUMNS rows, with their subscriptions read in bulk."""
+        prefs: dict[int, dict[str, tuple[frozenset[str], int]]] = {sub[0]: {} for sub in subs if sub[0]}
         ids = list(prefs)
+        cols = (Subscription.subscriber_id, Subscription.ticker, Subscription.categories, Subscription.min_severity)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for row in s.execute(select(Subscription).where(Subscription.subscriber_id.in_(chunk))).scalars():
-                cats = frozenset(c for c in row.categories.split(",") if c)
-                prefs[row.subscriber_id][row.ticker] = (cats, row.min_severity)
+            rows: Sequence[Any] = s.execute(select(*cols).where(Subscription.subscriber_id.in_(chunk))).all()
+            for sid, ticker, categories, min_severity in rows:
+                cats = frozenset(c for c in categories.split(",") if c)
+                prefs[sid][ticker] = (cats, min_severity)
         return [
             SubscriberView(
-                id=sub.id or 0,
-                email=sub.email,
-                status=sub.status,
-                frequency=sub.frequency,
-                tz=sub.tz,
-                send_time=sub.send_time,
-                weekly_day=sub.weekly_day,
-                quiet_start=sub.quiet_start,
-                quiet_end=sub.quiet_end,
-                nothing_new=sub.nothing_new,
-                created_at=sub.created_at,
-                tickers=prefs.get(sub.id or 0, {}),
+                id=sid or 0,
+                email=email,
+                status=status,
+                frequency=frequency,
+                tz=tz,
+                send_time=send_time,
+                weekly_day=weekly_day,
+                quiet_start=quiet_start,
+                quiet_end=quiet_end,
+                nothing_new=nothing_new,
+                created_at=created_at,
+                tickers=prefs.get(sid or 0, {}),
             )
-            for sub in subs
+            for (
+                sid,
+                email,
+                status,
+                frequency,
+                tz,
+                send_time,
+                weekly_day,
+                quiet_start,
+                quiet_end,
+                nothing_new,
+                created_at,
+            ) in subs
         ]
 
     def record_bounce(self, subscriber_id: int, error: str, *, limit: int) -> bool:
@@ -562,9 +632,7 @@ class Repo:
             )
         )
         stmt = (
-            select(MatchRow, ItemRow, PriceEventRow)
-            .join(ItemRow, ItemRow.id == MatchRow.item_id, isouter=True)
-            .join(PriceEventRow, PriceEventRow.id == MatchRow.price_event_id, isouter=True)
+            _pending_select()
             .where(
                 MatchRow.ticker.in_(list(tickers)),
                 MatchRow.created_at >= since,
@@ -574,7 +642,7 @@ class Repo:
             .order_by(MatchRow.id)
         )
         with self.session() as s:
-            return [_stored(m, it, pe) for m, it, pe in s.execute(stmt).all()]
+            return [_stored(row) for row in s.execute(stmt).all()]
 
     def pending_matches_many(
         self, wanted: Mapping[int, Sequence[str]], *, since: datetime, min_severity: int = 1
@@ -591,18 +659,13 @@ class Repo:
         by_ticker: dict[str, list[StoredMatch]] = {}
         with self.session() as s:
             for start in range(0, len(tickers), 500):
-                stmt = (
-                    select(MatchRow, ItemRow, PriceEventRow)
-                    .join(ItemRow, ItemRow.id == MatchRow.item_id, isouter=True)
-                    .join(PriceEventRow, PriceEventRow.id == MatchRow.price_event_id, isouter=True)
-                    .where(
-                        MatchRow.ticker.in_(tickers[start : start + 500]),
-                        MatchRow.created_at >= since,
-                        MatchRow.severity >= min_severity,
-                    )
+                stmt = _pending_select().where(
+                    MatchRow.ticker.in_(tickers[start : start + 500]),
+                    MatchRow.created_at >= since,
+                    MatchRow.severity >= min_severity,
                 )
-                for m, it, pe in s.execute(stmt).all():
-                    sm = _stored(m, it, pe)
+                for row in s.execute(stmt).all():
+                    sm = _stored(row)
                     by_ticker.setdefault(sm.ticker, []).append(sm)
             if not by_ticker:
                 return out
@@ -789,41 +852,55 @@ class Repo:
                         )
                     ).all()
                     taken.update((int(sid), str(key)) for sid, key in rows)
+                fresh: list[WindowClose] = []
+                for w in windows:
+                    if (w.subscriber_id, w.window_key) not in taken:
+                        taken.add((w.subscriber_id, w.window_key))
+                        fresh.append(w)
+                # one multi-row INSERT ... RETURNING for the batch, ids in parameter order
+                inserted: Sequence[Any] = (
+                    conn.execute(
+                        insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
+                        [
+                            {
+                                "subscriber_id": w.subscriber_id,
+                                "window_key": w.window_key,
+                                "kind": w.kind,
+                                "message_id": w.message_id,
+                                "subject": w.subject,
+                                "status": w.status,
+                                "attempts": 0,
+                                "next_attempt_at": w.now,
+                                "lease_until": None,
+                                "last_error": None,
+                                "created_at": w.now,
+                                "sent_at": None,
+                                "raw": w.raw,
+                            }
+                            for w in fresh
+                        ],
+                    )
+                    .scalars()
+                    .all()
+                    if fresh
+                    else []
+                )
+                new_ids = {(w.subscriber_id, w.window_key): int(oid) for w, oid in zip(fresh, inserted, strict=True)}
+                link_rows = [
+                    {
+                        "outbox_id": new_ids[(w.subscriber_id, w.window_key)],
+                        "match_id": mid,
+                        "subscriber_id": w.subscriber_id,
+                        "kind": "alert" if w.kind == "alert" else "digest",
+                    }
+                    for w in fresh
+                    for mid in dict.fromkeys(w.match_ids)
+                ]
+                if link_rows:
+                    conn.execute(insert(links), link_rows)
                 ids: list[int | None] = []
                 for w in windows:
-                    if (w.subscriber_id, w.window_key) in taken:
-                        ids.append(None)
-                        continue
-                    taken.add((w.subscriber_id, w.window_key))
-                    res = conn.execute(
-                        insert(outbox).values(
-                            subscriber_id=w.subscriber_id,
-                            window_key=w.window_key,
-                            kind=w.kind,
-                            message_id=w.message_id,
-                            subject=w.subject,
-                            status=w.status,
-                            attempts=0,
-                            next_attempt_at=w.now,
-                            lease_until=None,
-                            last_error=None,
-                            created_at=w.now,
-                            sent_at=None,
-                            raw=w.raw,
-                        )
-                    )
-                    pk = res.inserted_primary_key
-                    assert pk is not None
-                    oid = int(pk[0])
-                    kind = "alert" if w.kind == "alert" else "digest"
-                    if w.match_ids:
-                        conn.execute(
-                            insert(links),
-                            [
-                                {"outbox_id": oid, "match_id": mid, "subscriber_id": w.subscriber_id, "kind": kind}
-                                for mid in dict.fromkeys(w.match_ids)
-                            ],
-                        )
+                    oid = new_ids.pop((w.subscriber_id, w.window_key), None)  # a repeat in the batch gets None
                     ids.append(oid)
                 return ids
         except IntegrityError:

@@ -113,11 +113,14 @@ def test_worker_render_matches_serial(tmp_path: Path, workers: None, monkeypatch
         assert "Zürich ✓" in html.unescape(msg.get_body(("html",)).get_content())  # type: ignore[union-attr]
 
 
-def test_close_and_send_delivers_each_mail_once(tmp_path: Path, workers: None, smtp_sink: SmtpSink) -> None:
+@pytest.mark.parametrize("process", [False, True], ids=["sender-thread", "sender-process"])
+def test_close_and_send_delivers_each_mail_once(
+    tmp_path: Path, workers: None, smtp_sink: SmtpSink, process: bool
+) -> None:
     app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
     service = DigestService(app.settings, app.repo, app.watchlist)
     closed, report = close_and_send(
-        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo)
+        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo), process=process
     )
     assert report.sent == closed.queued + closed.alerts == SUBSCRIBERS + closed.alerts
     assert not report.failed and not report.retried
@@ -128,16 +131,47 @@ def test_close_and_send_delivers_each_mail_once(tmp_path: Path, workers: None, s
     assert {str(row[0]): row[1] for row in statuses} == {"sent": report.sent}
     # a second run finds nothing to close or send
     closed2, report2 = close_and_send(
-        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo)
+        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo), process=process
     )
     assert (closed2.queued, closed2.alerts, report2.sent) == (0, 0, 0)
 
 
-def test_close_and_send_raises_what_closing_raised(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+@pytest.mark.parametrize("process", [False, True], ids=["sender-thread", "sender-process"])
+def test_close_and_send_raises_what_closing_raised(tmp_path: Path, smtp_sink: SmtpSink, process: bool) -> None:
     app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
 
     def close() -> None:
         raise RuntimeError("closing failed")
 
     with pytest.raises(RuntimeError, match="closing failed"):
-        close_and_send(close, Sender(app.settings, app.repo))
+        close_and_send(close, Sender(app.settings, app.repo), process=process)
+
+
+def test_big_runs_send_from_a_process_of_their_own(
+    tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """process=None decides by the number of active subscribers (and needs 2+ CPUs)."""
+    import daemon.sender as sender_module
+    from daemon.workers import Child
+
+    app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
+    service = DigestService(app.settings, app.repo, app.watchlist)
+    children: list[tuple[str, str]] = []
+    real_init = Child.__init__
+
+    def counting_init(self: Child, module: str, entry: str) -> None:
+        children.append((module, entry))
+        real_init(self, module, entry)
+
+    monkeypatch.setattr(Child, "__init__", counting_init)
+    monkeypatch.setattr(sender_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(sender_module, "PROCESS_MIN", SUBSCRIBERS)
+    closed, report = close_and_send(
+        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo)
+    )
+    assert ("daemon.sender", "follower_main") in children
+    assert report.sent == closed.queued + closed.alerts == len(smtp_sink.messages)
+    monkeypatch.setattr(sender_module, "PROCESS_MIN", SUBSCRIBERS + 1)
+    children.clear()
+    close_and_send(lambda: service.close_due(NOW, force_window="manual:2"), Sender(app.settings, app.repo))
+    assert ("daemon.sender", "follower_main") not in children
