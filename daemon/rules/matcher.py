@@ -103,6 +103,36 @@ def _frequency_order(entry: tuple[str, Any]) -> list[int]:
     return [_CHAR_RANK.get(ch, len(_COMMON_FIRST) + ord(ch)) for ch in entry[0]]
 
 
+_NO_LITS: list[int] = []  # shared, never written
+
+
+def _walk(auto: Any, low: str, a: int, b: int, hits: dict[int, int]) -> list[int]:
+    """One field's automaton pass over low[a:b]: whole-word phrase hits and the literals seen.
+
+    `hits` gets phrase id -> first whole-word start, relative to a; the literals come back
+    as a list (repeats and all: their only use is a set union).
+    """
+    lits: list[int] = []
+    for end, (pid, plen, lw, rw, lid) in auto.iter(low, a, b):
+        if lid >= 0:
+            lits.append(lid)
+            if pid < 0:
+                continue
+        if pid in hits:
+            continue
+        start = end - plen + 1
+        if lw and start > a:
+            ch = low[start - 1]
+            if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
+                continue
+        if rw and end + 1 < b:
+            ch = low[end + 1]
+            if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
+                continue
+        hits[pid] = start - a
+    return lits
+
+
 def _form_matches(patterns: tuple[str, ...], form: str | None) -> bool:
     """'8-K' matches 8-K and its amendments (8-K/A); '424B*' is a prefix; '8-K/A' only amendments."""
     if not form:
@@ -230,6 +260,7 @@ class RuleSet:
         self._regex_fields: dict[int, set[str]] = {}
         self._url_regex: dict[str, Any] = {}
         self._lead_pids: set[int] = set()
+        self._phrase_fields: dict[int, set[str]] = {}
         item_rules = [r for r in self.rules if not r.is_price]
         self._price_rules = tuple(r for r in self.rules if r.is_price)
         for r in item_rules:
@@ -294,6 +325,7 @@ class RuleSet:
                 words = node.phrases if isinstance(node, c.Phrases) else node.words
                 for p in words:
                     pid = self._phrase_ids.setdefault(p, len(self._phrase_ids))
+                    self._phrase_fields.setdefault(pid, set()).add(node.field)
                     if node.field == "lead":
                         self._lead_pids.add(pid)
             elif isinstance(node, c.Regex):
@@ -388,14 +420,26 @@ class RuleSet:
             self._rx_all[where] = tuple(sorted(able))
 
     def _build_automaton(self) -> None:
-        self._auto: Any = None
+        """One automaton for the headline, one for the summary: each holds only its field's keys.
+
+        A phrase of headline leaves found in the summary (or a literal of headline regexes)
+        could not make any leaf true there; in newswire, words like `net`, `sale` or `shares`
+        would otherwise cost a Python loop turn each, several per summary.
+        """
+        title, summary = {"headline", "text"}, {"summary", "text", "lead"}
+        self._tauto = self._automaton(title, "h")
+        self._sauto = self._automaton(summary, "sl")
+
+    def _automaton(self, fields: set[str], wheres: str) -> Any:
         entries: dict[str, list[int]] = {}  # key -> [phrase id, literal id], -1 for none
         for phrase, pid in self._phrase_ids.items():
-            entries.setdefault(phrase, [-1, -1])[0] = pid
+            if self._phrase_fields[pid] & fields:
+                entries.setdefault(phrase, [-1, -1])[0] = pid
         for lit, lid in self._lit_ids.items():
-            entries.setdefault(lit, [-1, -1])[1] = lid
+            if any(lid in self._rx_gate[w] for w in wheres):
+                entries.setdefault(lit, [-1, -1])[1] = lid
         if not entries:
-            return
+            return None
         a = ahocorasick.Automaton()
         # pyahocorasick finds a node's child by a linear scan, in the order children were
         # added: keys added in order of their characters' frequency in English text put the
@@ -405,7 +449,7 @@ class RuleSet:
             # regex literals need none (the regex decides).
             a.add_word(key, (pid, len(key), _word(key[0]), _word(key[-1]), lid))
         a.make_automaton()
-        self._auto = a
+        return a
 
     def _pred(self, node: c.Node) -> Pred:
         pred = self._make_pred(node)
@@ -497,36 +541,8 @@ class RuleSet:
         if not (tc or sc):
             return
         low = lower_same_length(f"{tc}\n{sc}")
-        th, sh = x.th, x.sh
-        tlit: set[int] = set()
-        slit: set[int] = set()
-        n = len(low)
-        for end, (pid, plen, lw, rw, lid) in self._auto.iter(low) if self._auto is not None else ():
-            if lid >= 0:
-                if end < tlen:
-                    tlit.add(lid)
-                else:
-                    slit.add(lid)
-                if pid < 0:
-                    continue
-            if end < tlen:
-                if pid in th:
-                    continue
-                d = th
-            elif pid in sh:
-                continue
-            else:
-                d = sh
-            start = end - plen + 1
-            if lw and start > 0:
-                ch = low[start - 1]
-                if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
-                    continue
-            if rw and end + 1 < n:
-                ch = low[end + 1]
-                if (ch.isalnum() or ch == "_") and (ch < "\u0e00" or not is_nospace_script(ch)):
-                    continue
-            d[pid] = start if d is th else start - tlen - 1
+        tlit = _walk(self._tauto, low, 0, tlen, x.th) if tc and self._tauto is not None else _NO_LITS
+        slit = _walk(self._sauto, low, tlen + 1, len(low), x.sh) if sc and self._sauto is not None else _NO_LITS
         # RE2 folds `s` with U+017F under (?i) but str.lower() keeps it: run every regex then.
         odd = "\u017f" in low
         if tc:
@@ -544,7 +560,7 @@ class RuleSet:
         if sc and self._uses_lead:
             self._scan_lead(x, low[tlen + 1 :], slit, odd)
 
-    def _scan_lead(self, x: _ItemCtx, slow: str, slit: set[int], odd: bool) -> None:
+    def _scan_lead(self, x: _ItemCtx, slow: str, slit: list[int], odd: bool) -> None:
         """The lead's hits, from the summary's: it is a prefix of the summary, so no second pass.
 
         A phrase is in the lead when its first whole-word occurrence in the summary ends inside
@@ -572,7 +588,7 @@ class RuleSet:
             x.lascii = len(lb) == n
             x.lrx = dict.fromkeys(run, _TODO)
 
-    def _potential(self, lits: set[int], where: str) -> Iterable[int]:
+    def _potential(self, lits: list[int], where: str) -> Iterable[int]:
         """Regexes of a field that may match: a string of each of their required sets was seen."""
         always = self._rx_always[where]
         if not lits:

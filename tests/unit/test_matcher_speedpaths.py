@@ -237,3 +237,32 @@ def test_long_s_runs_every_regex_of_the_field() -> None:
     assert [(e.field, e.text) for e in got["r1"].explanations] == [("summary", "ſhr 5 cts")]
     # RE2's \b is ASCII: ſ is no word character, as a fresh search agrees
     assert _expected_regex_span(r"\bsales rose", "ſales rose") is None
+
+
+def test_each_field_sees_only_its_own_phrases_and_literals() -> None:
+    # Headline and summary are walked by separate automata holding only the keys their
+    # leaves can use; a key shared by rules of both fields must be found in each.
+    rs = load_rules_text(
+        "rules:\n"
+        "  - id: head\n    category: other\n    when: {headline: {phrases: [net loss, sale]}}\n"
+        "  - id: body\n    category: other\n    when: {summary: {phrases: [net loss, merger]}}\n"
+        "  - id: lead\n    category: other\n    when: {lead: {phrases: [merger]}}\n"
+        "  - id: both\n    category: other\n    when: {text: {all_words: [sale, merger]}}\n"
+        "  - id: hrx\n    category: other\n    when: {headline: {regex: '\\bshr \\d+ cts\\b'}}\n"
+        "  - id: srx\n    category: other\n    when: {summary: {regex: '\\bdiv \\d+ cts\\b'}}\n"
+    )
+
+    def fired(title: str, summary: str) -> list[str]:
+        return sorted(m.rule_id for m in rs.match_item(item(title, summary)))
+
+    assert fired("Acme net loss", "no deal") == ["head"]
+    assert fired("no deal", "Acme net loss") == ["body"]
+    assert fired("Acme sale", "a merger") == ["body", "both", "head", "lead"]
+    assert fired("merger", "sale") == ["both"]
+    assert fired("shr 5 cts", "div 5 cts") == ["hrx", "srx"]
+    assert fired("div 5 cts", "shr 5 cts") == []
+    # phrases at the very end of the headline and start of the summary: the boundary is the field's
+    assert fired("Acme sale", "merger") == ["body", "both", "head", "lead"]
+    assert fired("Acme resale", "mergers") == []
+    (m,) = [m for m in rs.match_item(item("Acme sale", "merger")) if m.rule_id == "both"]
+    assert [(e.field, e.text, e.start) for e in m.explanations] == [("headline", "sale", 5), ("summary", "merger", 0)]
