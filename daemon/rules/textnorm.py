@@ -8,6 +8,7 @@ the collapsed text are mapped back to the original field only for rules that fir
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # Scripts written without spaces between words: a word boundary cannot be asked of them,
 # otherwise a phrase like 金山云 would never match inside a sentence.
@@ -87,9 +88,10 @@ def to_original(original: str, start: int, end: int, collapsed: str | None = Non
 
     A span that starts on a collapsed space starts at the next word; one that ends just after
     a collapsed space ends where the next word starts (the whole whitespace run is in it).
-    Walks only the whitespace runs collapsing changed, not every word.
+    Walks only the whitespace runs collapsing shortened, not every word.
     """
-    if is_collapsed(original):
+    # A collapsed text shorter than the original was changed: no need to ask again.
+    if (collapsed is None or len(collapsed) == len(original)) and is_collapsed(original):
         return start, end  # collapsing changed nothing
     c = collapse(original) if collapsed is None else collapsed
     n = len(c)
@@ -109,7 +111,29 @@ def to_original(original: str, start: int, end: int, collapsed: str | None = Non
     return o_start, max(o_start, o_end + plus)
 
 
-_ODD_RUN = re.compile(r"\s{2,}|[^\S ]")  # whitespace collapse() rewrites (not a lone space)
+_LONG_RUN = re.compile(r"\s{2,}")  # whitespace collapse() shortens; a lone \n only becomes a space
+_WS_TO_SPACE = bytes.maketrans(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f", b" " * 9)  # str.isspace() in ASCII
+
+
+def _long_runs(original: str, pos: int) -> Iterator[tuple[int, int]]:
+    """Spans of the runs of two or more whitespace characters in original, from pos on.
+
+    ASCII text (most feeds) is searched as bytes with its whitespace made spaces: find() for a
+    double space runs in C, where the `re` scan tests every character.
+    """
+    if not original.isascii():
+        for m in _LONG_RUN.finditer(original, pos):
+            yield m.span()
+        return
+    data = original.encode("ascii").translate(_WS_TO_SPACE)
+    n = len(data)
+    i = data.find(b"  ", pos)
+    while i >= 0:
+        j = i + 2
+        while j < n and data[j] == 32:
+            j += 1
+        yield i, j
+        i = data.find(b"  ", j)
 
 
 def _original_positions(original: str, positions: list[int]) -> list[int]:
@@ -119,8 +143,7 @@ def _original_positions(original: str, positions: list[int]) -> list[int]:
     order = sorted(range(len(positions)), key=positions.__getitem__)
     out = [0] * len(positions)
     k = 0
-    for m in _ODD_RUN.finditer(original, lead):
-        a, b = m.span()
+    for a, b in _long_runs(original, lead):
         if b == len(original):
             break  # trailing whitespace: nothing after it
         sep = a - shift  # where the run's single space sits in the collapsed text

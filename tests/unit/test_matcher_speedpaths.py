@@ -266,3 +266,29 @@ def test_each_field_sees_only_its_own_phrases_and_literals() -> None:
     assert fired("Acme resale", "mergers") == []
     (m,) = [m for m in rs.match_item(item("Acme sale", "merger")) if m.rule_id == "both"]
     assert [(e.field, e.text, e.start) for e in m.explanations] == [("headline", "sale", 5), ("summary", "merger", 0)]
+
+
+def test_to_original_maps_spans_of_any_whitespace_back() -> None:
+    # ASCII text takes a bytes path, other text the `re` one: both must give spans whose text
+    # collapses to the collapsed span and starts and ends on the same characters.
+    pieces = ["a", "bc", "Café", "金山云", " ", "  ", "\n", "\n    ", "\t", "\r\n", "\x1c", "\xa0", "\u3000", "x.", "İ"]
+    rnd = random.Random(3)
+    checked = 0
+    for _ in range(3000):
+        original = "".join(rnd.choice(pieces) for _ in range(rnd.randrange(1, 20)))
+        if rnd.random() < 0.5:
+            original = "".join(ch for ch in original if ch.isascii())
+        c = collapse(original)
+        for _ in range(4):
+            if not c:
+                break
+            start = rnd.randrange(len(c))
+            end = rnd.randrange(start + 1, len(c) + 1)
+            if c[start] == " " or c[end - 1] == " ":
+                continue
+            for collapsed in (None, c):
+                o_start, o_end = to_original(original, start, end, collapsed)
+                assert original[o_start] == c[start] and original[o_end - 1] == c[end - 1], (original, start, end)
+                assert collapse(original[o_start:o_end]) == c[start:end], (original, start, end)
+                checked += 1
+    assert checked > 5000
