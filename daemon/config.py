@@ -30,6 +30,7 @@ class Settings:
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_timeout: float = 30.0
+    smtp_connections: int = 2  # SMTP sessions a digest run sends over at once (1: strictly one)
     mail_from: str = "keynews <keynews@localhost>"
     list_id: str = "keynews.localhost"
     unsubscribe_mailto: str = ""

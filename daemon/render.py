@@ -372,7 +372,7 @@ def short_lines(html: str, limit: int = HTML_LINE_MAX) -> str:
     space (a URL of a thousand characters) stays long; the message builder then falls back to
     quoted-printable for that mail.
     """
-    if all(len(line) <= limit for line in html.split("\n")):
+    if max(map(len, html.split("\n"))) <= limit:
         return html
     out: list[str] = []
     for line in html.split("\n"):
@@ -535,7 +535,7 @@ class Renderer:
 
     def _render_pair(self, base: str, subject: str, **context: Any) -> tuple[str, str]:
         text = self._render(f"{base}.txt.j2", subject=subject, **context)
-        text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
+        text = "\n".join(map(str.rstrip, text.splitlines())).strip("\n") + "\n"
         text = _BLANK_RUNS.sub("\n\n", text)
         html = self._splice(finish_html(self._render(f"{base}.html.j2", subject=subject, **context), subject))
         return text, html

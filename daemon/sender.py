@@ -150,23 +150,46 @@ class Sender:
                 transport.close()
         return report
 
-    def send_following(self, done: threading.Event, *, poll_s: float = FOLLOW_POLL_S) -> SendReport:
+    def send_following(
+        self, done: threading.Event, *, poll_s: float = FOLLOW_POLL_S, connections: int | None = None
+    ) -> SendReport:
         """send_due, over and over, while another thread is still queueing mail, then once more.
 
-        Closing windows is CPU work (render workers) and sending is mostly waiting on the SMTP
-        server, so running both at once keeps the machine busy; each send_due still claims rows
-        under the lease, so the outbox rules are those of any two senders. Stops early when the
-        server is down (rows are then in back-off): the next scheduled send picks them up.
+        Closing windows is CPU work and sending is mostly waiting on the SMTP server, so running
+        both at once keeps the machine busy. With `connections` > 1 (settings.smtp_connections)
+        that many sessions send side by side, each its own send_due loop: while one waits for the
+        server's reply the other is sending, where one session leaves both ends idle by turns.
+        Each send_due claims rows under the lease, so the outbox rules are those of any two
+        senders. Stops early when the server is down (rows are then in back-off): the next
+        scheduled send picks them up.
         """
+        count = max(1, connections if connections is not None else self.settings.smtp_connections)
+        if count == 1:
+            return self._follow(done, poll_s)
+        reports: list[SendReport] = []
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                reports.append(self._follow(done, poll_s))
+            except BaseException as exc:  # re-raised below, after every session has stopped
+                failures.append(exc)
+
+        threads = [threading.Thread(target=run, name=f"keynews-smtp-{i}", daemon=True) for i in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
+        return _merge(reports)
+
+    def _follow(self, done: threading.Event, poll_s: float) -> SendReport:
         total = SendReport()
         while True:
             finished = done.is_set()  # read before draining: nothing queued after this is missed
             report = self.send_due()
-            total.sent += report.sent
-            total.retried += report.retried
-            total.failed += report.failed
-            total.bounced.extend(report.bounced)
-            total.errors.extend(report.errors)
+            total = _merge([total, report])
             if finished or report.retried:
                 return total
             if not report.sent and not report.failed:
@@ -174,6 +197,17 @@ class Sender:
 
     def _delay(self, attempts: int) -> timedelta:
         return retry_delay(attempts, self.rng, self.retry_base)
+
+
+def _merge(reports: list[SendReport]) -> SendReport:
+    total = SendReport()
+    for r in reports:
+        total.sent += r.sent
+        total.retried += r.retried
+        total.failed += r.failed
+        total.bounced.extend(r.bounced)
+        total.errors.extend(r.errors)
+    return total
 
 
 def _envelope_from(settings: Settings) -> str:
