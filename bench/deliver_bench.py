@@ -4,10 +4,12 @@ Each size runs in a fresh child process over its own SQLite file (migrated with
 daemon.store.db.upgrade, seeded through Repo.store_item / Repo.add_subscriber / Repo.store_quotes):
 200 tickers with 1-3 stories each (some stories told by two wires, so "also reported by" is
 exercised), 60 daily bars per ticker, and every subscriber on 3-10 tickers so that their digest
-carries 5-20 stories. Seeding is not timed. Timed is daemon.sender.close_and_send: DigestService.close_due
-(build, render, queue into the outbox) with a sender thread running Sender.send_due (claim, send
-over one SMTP session, mark sent) on whatever is queued, from the start of closing to the last
-message accepted. `--sequential` times close_due, then send_due, as before.
+carries 5-20 stories. Seeding is not timed. Timed is daemon.sender.close_and_send, exactly as
+`keynews digest send` and the scheduler run it: DigestService.close_due (build, render, queue
+into the outbox) while a sender (for a run this big, a process of its own with
+settings.smtp_connections SMTP sessions) runs Sender.send_due (claim, send, mark sent) on
+whatever is queued, from the start of closing to the last message accepted. `--sequential`
+times close_due, then one send_due over one session.
 
 The SMTP server is aiosmtpd on 127.0.0.1 in a separate process, so it does not share the
 client's GIL. The limit ("raw") is the same number of pre-built messages (raw bytes taken from the
@@ -313,7 +315,7 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
             t1, c1 = time.perf_counter(), _cpu()
             report = sender.send_due()
         else:
-            # as the daemon does it (daemon.sender.close_and_send): a sender thread mails what
+            # as the daemon does it (daemon.sender.close_and_send): the sender mails what
             # close_due queues while it renders the next pages
             marks: list[tuple[float, float]] = []
 
@@ -409,7 +411,7 @@ def report(r: RunResult) -> None:
             f"   (client CPU {r.cpu_send_s / r.messages * 1000:.1f} ms/msg)"
         )
     else:
-        print(f"    close_due with a sender thread: {r.close_s:7.2f} s  {r.messages / r.close_s:8.0f} msgs/s closed")
+        print(f"    close_due, sender following : {r.close_s:7.2f} s  {r.messages / r.close_s:8.0f} msgs/s closed")
         print(f"    ... last message accepted     : {r.send_s:7.2f} s later")
     print(
         f"    end to end                    : {r.close_s + r.send_s:7.2f} s  {r.e2e:8.0f} msgs/s"
