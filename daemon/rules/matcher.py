@@ -404,20 +404,24 @@ class RuleSet:
                         one_set.setdefault(lid, []).append(rid)
                     else:
                         multi.setdefault(lid, []).append((rid, 1 << k))
-        # per field: literal -> (regexes it lets run, (regex, bit) of regexes with several sets)
-        self._rx_gate: dict[str, dict[int, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]]] = {}
-        self._rx_always: dict[str, tuple[int, ...]] = {}
-        self._rx_all: dict[str, tuple[int, ...]] = {}
+        # Per field ("h", "s", "l"), as ready-made {regex id: _TODO} dicts that a field's dict
+        # of regexes to run is updated from: literal number -> the one-set regexes it lets
+        # run; literal -> (regex, bit) of regexes with several sets; regexes without literals.
+        self._rx_one: dict[str, list[dict[int, tuple[int, int]]]] = {}
+        self._rx_multi: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {}
+        self._rx_lits: dict[str, set[int]] = {}  # literals that matter for the field
+        self._rx_always: dict[str, dict[int, tuple[int, int]]] = {}
+        self._rx_all: dict[str, dict[int, tuple[int, int]]] = {}
         for where, able in capable.items():
-            gate = {}
-            for lid in set(one_set) | set(multi):
-                ones = tuple(r for r in one_set.get(lid, ()) if r in able)
-                several = tuple(e for e in multi.get(lid, ()) if e[0] in able)
-                if ones or several:
-                    gate[lid] = (ones, several)
-            self._rx_gate[where] = gate
-            self._rx_always[where] = tuple(r for r in always if r in able)
-            self._rx_all[where] = tuple(sorted(able))
+            self._rx_one[where] = [
+                dict.fromkeys((r for r in one_set.get(lid, ()) if r in able), _TODO)
+                for lid in range(len(self._lit_ids))
+            ]
+            several = {lid: tuple(e for e in v if e[0] in able) for lid, v in multi.items()}
+            self._rx_multi[where] = {lid: v for lid, v in several.items() if v}
+            self._rx_lits[where] = {lid for lid, d in enumerate(self._rx_one[where]) if d} | set(self._rx_multi[where])
+            self._rx_always[where] = dict.fromkeys((r for r in always if r in able), _TODO)
+            self._rx_all[where] = dict.fromkeys(sorted(able), _TODO)
 
     def _build_automaton(self) -> None:
         """One automaton for the headline, one for the summary: each holds only its field's keys.
@@ -436,7 +440,7 @@ class RuleSet:
             if self._phrase_fields[pid] & fields:
                 entries.setdefault(phrase, [-1, -1])[0] = pid
         for lit, lid in self._lit_ids.items():
-            if any(lid in self._rx_gate[w] for w in wheres):
+            if any(lid in self._rx_lits[w] for w in wheres):
                 entries.setdefault(lit, [-1, -1])[1] = lid
         if not entries:
             return None
@@ -546,17 +550,17 @@ class RuleSet:
         # RE2 folds `s` with U+017F under (?i) but str.lower() keeps it: run every regex then.
         odd = "\u017f" in low
         if tc:
-            run = self._rx_all["h"] if odd else self._potential(tlit, "h")
+            run = dict(self._rx_all["h"]) if odd else self._potential(tlit, "h")
             if run:
                 x.tb = tb = tc.encode()
                 x.tascii = len(tb) == len(tc)
-                x.trx = dict.fromkeys(run, _TODO)
+                x.trx = run
         if sc:
-            run = self._rx_all["s"] if odd else self._potential(slit, "s")
+            run = dict(self._rx_all["s"]) if odd else self._potential(slit, "s")
             if run:
                 x.sb = sb = sc.encode()
                 x.sascii = len(sb) == len(sc)
-                x.srx = dict.fromkeys(run, _TODO)
+                x.srx = run
         if sc and self._uses_lead:
             self._scan_lead(x, low[tlen + 1 :], slit, odd)
 
@@ -582,33 +586,34 @@ class RuleSet:
                     if pos >= 0:
                         hits[pid] = pos
                 x.lh = hits
-        run = self._rx_all["l"] if odd else self._potential(slit, "l")
+        if not self._rx_all["l"]:
+            return
+        run = dict(self._rx_all["l"]) if odd else self._potential(slit, "l")
         if run:
             x.lb = lb = x.sb[:n] if x.sb and x.sascii else lc.encode()
             x.lascii = len(lb) == n
-            x.lrx = dict.fromkeys(run, _TODO)
+            x.lrx = run
 
-    def _potential(self, lits: list[int], where: str) -> Iterable[int]:
-        """Regexes of a field that may match: a string of each of their required sets was seen."""
-        always = self._rx_always[where]
-        if not lits:
-            return always
-        gate = self._rx_gate[where]
-        out: set[int] = set(always)
-        several: list[tuple[int, int]] = []
-        for lid in lits:
-            g = gate.get(lid)
-            if g is not None:
-                out.update(g[0])
-                several.extend(g[1])
-        if several:
-            full = self._rx_full
-            seen: dict[int, int] = {}
-            for rid, bit in several:
-                bits = seen[rid] = seen.get(rid, 0) | bit
-                if bits == full[rid]:
-                    out.add(rid)
-        return out
+    def _potential(self, lits: list[int], where: str) -> dict[int, tuple[int, int]]:
+        """Regexes of a field that may match (a string of each of their required sets was seen).
+
+        A fresh dict, each regex _TODO: its runs are written into it.
+        """
+        pot = dict(self._rx_always[where])
+        if lits:
+            one = self._rx_one[where]
+            for lid in lits:
+                pot.update(one[lid])
+            multi = self._rx_multi[where]
+            if multi:
+                full = self._rx_full
+                seen: dict[int, int] = {}
+                for lid in lits:
+                    for rid, bit in multi.get(lid, ()):
+                        bits = seen[rid] = seen.get(rid, 0) | bit
+                        if bits == full[rid]:
+                            pot[rid] = _TODO
+        return pot
 
     def _candidates(self, x: _ItemCtx) -> list[int]:
         """Rule numbers worth evaluating for this item, in rule order."""
