@@ -272,7 +272,7 @@ def send_raw(port: int, messages: list[tuple[str, bytes]], total: int, sender: s
 
 
 def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: Connection) -> None:
-    from sqlalchemy import text as sql
+    from sqlalchemy import select
 
     from daemon.config import Settings
     from daemon.digest import CloseReport, DigestService
@@ -280,6 +280,7 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
     from daemon.sender import Sender, _envelope_from, close_and_send
     from daemon.store.db import make_engine, upgrade
     from daemon.store.repo import Repo
+    from daemon.store.tables import Outbox, Subscriber
 
     with tempfile.TemporaryDirectory(prefix="deliver-bench-") as tmp:
         settings = Settings(
@@ -334,15 +335,16 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
         if report.sent != closed.queued + closed.alerts or report.failed or report.retried:
             raise RuntimeError(f"delivery incomplete: closed {closed}, sent {report}")
 
-        with engine.connect() as conn:
+        outbox, subscriber = Outbox.__table__, Subscriber.__table__
+        with engine.connect() as conn:  # through the column types: the raw column is packed
             rows = conn.execute(
-                sql(
-                    "SELECT subscriber.email, outbox.raw FROM outbox JOIN subscriber ON subscriber.id = "
-                    "outbox.subscriber_id WHERE outbox.status = 'sent' ORDER BY outbox.id LIMIT :n"
-                ),
-                {"n": RAW_POOL},
+                select(subscriber.c.email, outbox.c.raw)
+                .join(subscriber, subscriber.c.id == outbox.c.subscriber_id)
+                .where(outbox.c.status == "sent")
+                .order_by(outbox.c.id)
+                .limit(RAW_POOL)
             ).all()
-        pool: list[tuple[str, bytes]] = [(str(email), bytes(raw)) for email, raw in rows]  # type: ignore[call-overload]
+        pool: list[tuple[str, bytes]] = [(str(email), bytes(raw)) for email, raw in rows]
         avg_bytes = sum(len(r) for _e, r in pool) // max(len(pool), 1)
         raw_s = send_raw(port, pool, report.sent, _envelope_from(settings))
         engine.dispose()

@@ -857,10 +857,11 @@ class Repo:
                     if (w.subscriber_id, w.window_key) not in taken:
                         taken.add((w.subscriber_id, w.window_key))
                         fresh.append(w)
-                # one multi-row INSERT ... RETURNING for the batch, ids in parameter order
-                inserted: Sequence[Any] = (
+                # One executemany for the batch, then the new ids in one read: INSERT ... RETURNING
+                # in parameter order is done a row at a time on SQLite (no sentinel for rowids).
+                if fresh:
                     conn.execute(
-                        insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
+                        insert(outbox),
                         [
                             {
                                 "subscriber_id": w.subscriber_id,
@@ -880,12 +881,18 @@ class Repo:
                             for w in fresh
                         ],
                     )
-                    .scalars()
-                    .all()
-                    if fresh
-                    else []
-                )
-                new_ids = {(w.subscriber_id, w.window_key): int(oid) for w, oid in zip(fresh, inserted, strict=True)}
+                new_ids: dict[tuple[int, str], int] = {}
+                wanted = {(w.subscriber_id, w.window_key) for w in fresh}
+                fresh_subs = sorted({sid for sid, _k in wanted})
+                for start in range(0, len(fresh_subs), 500):
+                    for oid, sid, key in conn.execute(
+                        select(Outbox.id, Outbox.subscriber_id, Outbox.window_key).where(
+                            Outbox.subscriber_id.in_(fresh_subs[start : start + 500]),
+                            Outbox.window_key.in_(sorted({k for _s, k in wanted})),
+                        )
+                    ).all():
+                        if (int(sid), str(key)) in wanted:
+                            new_ids[(int(sid), str(key))] = int(oid)
                 link_rows = [
                     {
                         "outbox_id": new_ids[(w.subscriber_id, w.window_key)],

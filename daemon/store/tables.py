@@ -7,10 +7,39 @@ naive time with an aware one.
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+PACKED = b"\x00z1"  # a mail message never starts with NUL: rows written before packing read as-is
+
+
+class PackedMail(TypeDecorator[bytes]):
+    """Rendered mail, zlib-compressed in the column (about 5x smaller for HTML digests).
+
+    A day of digests for 10,000 subscribers is ~320 MB raw: packed, the database, its WAL and
+    every checkpoint move a fifth of that, which the closer and the sender both wait on.
+    Compression level 1: ~0.1 ms a message, nearly the ratio of level 6.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        if value is None:
+            return None
+        data = bytes(value)
+        return PACKED + zlib.compress(data, 1) if data else data
+
+    def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
+        if value is None:
+            return None
+        data = bytes(value)
+        return zlib.decompress(data[len(PACKED) :]) if data.startswith(PACKED) else data
 
 
 class Source(SQLModel, table=True):
@@ -140,7 +169,7 @@ class Outbox(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime
     sent_at: datetime | None = None
-    raw: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    raw: bytes = Field(default=b"", sa_column=Column(PackedMail, nullable=False))
 
 
 class OutboxMatch(SQLModel, table=True):

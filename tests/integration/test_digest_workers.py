@@ -62,15 +62,12 @@ def seed(repo: Repo) -> None:
 
 
 def outbox(app: App) -> list[tuple[str, str, str, str, str, bytes]]:
-    with app.repo.engine.connect() as conn:
-        rows = conn.execute(
-            sql(
-                "SELECT subscriber.email, outbox.window_key, outbox.kind, outbox.message_id, outbox.subject, "
-                "outbox.raw FROM outbox JOIN subscriber ON subscriber.id = outbox.subscriber_id "
-                "ORDER BY subscriber.email, outbox.window_key"
-            )
-        ).all()
-    return [(str(a), str(b), str(c), str(d), str(e), bytes(f)) for a, b, c, d, e, f in rows]  # type: ignore[call-overload]
+    """Every outbox row, mail bytes unpacked (the column is read through its type)."""
+    emails = {sub.id: sub.email for sub in app.repo.subscribers()}
+    rows = [
+        (emails[r.subscriber_id], r.window_key, r.kind, r.message_id, r.subject, r.raw) for r in app.repo.outbox_rows()
+    ]
+    return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
 @pytest.fixture
@@ -175,3 +172,24 @@ def test_big_runs_send_from_a_process_of_their_own(
     children.clear()
     close_and_send(lambda: service.close_due(NOW, force_window="manual:2"), Sender(app.settings, app.repo))
     assert ("daemon.sender", "follower_main") not in children
+
+
+def test_outbox_mail_is_stored_packed_and_read_back_whole(tmp_path: Path) -> None:
+    """The raw column holds zlib-packed mail; rows written before packing still read as they are."""
+    from daemon.store.tables import PACKED
+
+    app = _app(tmp_path / "ws")
+    DigestService(app.settings, app.repo, app.watchlist).close_due(NOW, force_window="manual:1")
+    rows = app.repo.outbox_rows()
+    with app.repo.engine.connect() as conn:
+        stored = dict(conn.execute(sql("SELECT id, raw FROM outbox")).all())  # type: ignore[arg-type]
+    for row in rows:
+        msg = email.message_from_bytes(row.raw, policy=policy.default)
+        assert msg["Message-ID"] == row.message_id and msg.is_multipart()
+        assert bytes(stored[row.id]).startswith(PACKED)
+        assert len(stored[row.id]) * 2 < len(row.raw)
+    # a row as an older keynews wrote it (plain bytes) is read unchanged
+    plain = rows[0].raw
+    with app.repo.engine.begin() as conn:
+        conn.execute(sql("UPDATE outbox SET raw = :raw WHERE id = :id"), {"raw": plain, "id": rows[0].id})
+    assert app.repo.outbox_rows()[0].raw == plain
