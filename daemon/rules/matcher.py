@@ -310,7 +310,8 @@ class RuleSet:
         self._by_form: dict[str, tuple[int, ...]] = {}
         # Hot-path views: plain tuples indexed by rule number, no attribute lookups per item.
         self._evals: tuple[tuple[Pred, Pred | None], ...] = tuple((k.when, k.unless) for k in self._compiled)
-        self._explainers: list[tuple[Explainer, ...] | None] = [None] * len(self._compiled)
+        # per rule, built when it first fires: its leaf explainers and how many fields they explain
+        self._explainers: list[tuple[tuple[Explainer, ...], int] | None] = [None] * len(self._compiled)
         self._price_compiled = [
             _Compiled(r, self._pred(r.when), self._pred(r.unless) if r.unless else None, False)
             for r in self._price_rules
@@ -704,17 +705,21 @@ class RuleSet:
         The first span is all a reader needs to see why, and it keeps explaining cheap: no
         pattern is searched past its first match, and a field already explained is skipped.
         """
-        explainers = self._explainers[idx]
-        if explainers is None:
+        built = self._explainers[idx]
+        if built is None:
             when = self._compiled[idx].rule.when
             assert when is not None
-            explainers = tuple(self._leaf_explainer(node) for node in _positive_leaves(when))
-            self._explainers[idx] = explainers
+            leaves = _positive_leaves(when)
+            fields = set().union(*(_leaf_fields(node) for node in leaves))
+            built = self._explainers[idx] = (tuple(self._leaf_explainer(node) for node in leaves), len(fields))
+        explainers, n_fields = built
         rid = self._compiled[idx].rule.id
         out: list[Explanation] = []
         done: set[str] = set()
         for ex in explainers:
             ex(x, rid, done, out)
+            if len(done) == n_fields:
+                break  # every field the rule can explain is: the leaves left could add nothing
         return tuple(out)
 
     def _leaf_explainer(self, node: c.Node) -> Explainer:
@@ -723,7 +728,7 @@ class RuleSet:
         Built once per leaf, so explaining a fired rule does no tree walking or type dispatch.
         """
         pred = self._leaf_pred[id(node)]
-        fields = {"headline": ("h",), "summary": ("s",), "text": ("h", "s"), "lead": ("l",)}
+        fields = _WHERES
         if isinstance(node, c.Phrases | c.AllWords) and node.field in c.TEXT_FIELDS:
             pids = self._leaf_pids[id(node)]
             plen = self._phrase_len
@@ -887,6 +892,20 @@ def _explain_other(rid: str, node: c.Node, item: Item, url_regex: dict[str, Any]
             text = f"{text} item {', '.join(got)}".strip()
         out.append(Explanation(rid, "filing", text))
     return out
+
+
+_WHERES = {"headline": ("h",), "summary": ("s",), "text": ("h", "s"), "lead": ("l",)}
+
+
+def _leaf_fields(node: c.Node) -> tuple[str, ...]:
+    """The keys a leaf's explainer may add to `done`: field codes for text, field names else."""
+    if isinstance(node, c.Phrases | c.AllWords | c.Regex):
+        return _WHERES.get(node.field, ("url",))
+    if isinstance(node, c.InSet):
+        return (node.field if node.field in ("source", "url") else "tickers",)
+    if isinstance(node, c.Filing):
+        return ("filing",)
+    return ()
 
 
 def _positive_leaves(node: c.Node) -> list[c.Node]:
