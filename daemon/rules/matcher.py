@@ -1,11 +1,13 @@
-"""Compiled matching: one Aho-Corasick pass per item, the RE2 filter only where it can hit, then only hit rules.
+"""Compiled matching: one Aho-Corasick pass per text field, then only the rules whose literals hit.
 
 The cost per item is therefore roughly independent of the number of rules: every phrase of
-every rule, and the literals every regex needs (regex_literals), live in one automaton; a
-text field's RE2 FilteredRE2 runs only when some regex's literals were seen in it; boolean
-trees are evaluated only for rules whose literals hit, filing rules only for items of their
-form, plus the few rules that need no literal. Explanation spans (the only per-rule regex
-runs) are computed for rules that fired, and only when asked for.
+every rule, and the literals every regex needs (regex_literals), live in an automaton per
+field (the headline's holds only what headline and text leaves use, the summary's what
+summary, text and lead leaves use); boolean trees are evaluated only for rules whose literals
+hit, filing rules only for items of their form, plus the few rules that need no literal. A
+regex runs only when a tree reaches it and its literals were seen in the field, once, asking
+for its first match's span: that span is its explanation, built only for rules that fired
+and only when asked for.
 """
 
 from __future__ import annotations
@@ -345,7 +347,7 @@ class RuleSet:
         pattern) is an item form and ("i", 0) any 8-K item number, so that `any` of phrases and
         a filing leaf is looked at only for items with the phrases or of the form, not always.
         For `all`, one child is enough to gate on, so the cheapest (rarest-looking) child is
-        chosen: a regex (already narrowed by its RE2 prefilter) or long phrases rather than a
+        chosen: a regex (already narrowed by its literal gate) or long phrases rather than a
         common short word, and literals before forms. That keeps the candidates per item few
         even with 1,000 rules. None: the node may be true without any of these.
         """
@@ -540,7 +542,7 @@ class RuleSet:
     # ------------------------------------------------------------ evaluate
 
     def _scan(self, x: _ItemCtx) -> None:
-        """One automaton pass over both text fields (phrases and regex literals), then the regexes."""
+        """Each text field's automaton pass (phrases and regex literals), then the regexes that may run."""
         tc, sc = x.tc, x.sc
         tlen = len(tc)
         if not (tc or sc):
@@ -563,14 +565,15 @@ class RuleSet:
                 x.sascii = len(sb) == len(sc)
                 x.srx = run
         if sc and self._uses_lead:
-            self._scan_lead(x, low[tlen + 1 :], slit, odd)
+            self._scan_lead(x, low, tlen + 1, slit, odd)
 
-    def _scan_lead(self, x: _ItemCtx, slow: str, slit: list[int], odd: bool) -> None:
+    def _scan_lead(self, x: _ItemCtx, low: str, at: int, slit: list[int], odd: bool) -> None:
         """The lead's hits, from the summary's: it is a prefix of the summary, so no second pass.
 
         A phrase is in the lead when its first whole-word occurrence in the summary ends inside
         it; word boundaries agree because the lead ends where the summary has a space. Only a
-        lead cut inside a word (no space in its first LEAD_CHARS characters) is searched anew.
+        lead cut inside a word (no space in its first LEAD_CHARS characters) is searched anew,
+        in the lowercased summary (which starts at `at` in `low`).
         """
         sc, sh = x.sc, x.sh
         n = lead_length(sc)
@@ -580,7 +583,7 @@ class RuleSet:
             if n == len(sc) or sc[n] == " ":
                 x.lh = {pid: pos for pid, pos in sh.items() if pos + plen[pid] <= n and pid in self._lead_pids}
             else:
-                lead_low = slow[:n]
+                lead_low = low[at : at + n]
                 hits: dict[int, int] = {}
                 for pid in self._lead_pids.intersection(sh):
                     pos = _find_bounded(lead_low, self._phrase_text[pid])
