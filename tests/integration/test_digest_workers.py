@@ -72,9 +72,9 @@ def outbox(app: App) -> list[tuple[str, str, str, str, str, bytes]]:
 
 @pytest.fixture
 def workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Worker processes for any page of 3+ digests, on any machine (the pool needs 2+ CPUs)."""
+    """Two worker processes for any page of 3+ digests, on any machine (as on a 4-core one)."""
     monkeypatch.setattr(digest_module, "POOL_MIN", 3)
-    monkeypatch.setattr(digest_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(digest_module.os, "cpu_count", lambda: 2 + digest_module.SPARE_CORES)
     yield
 
 
@@ -193,3 +193,14 @@ def test_outbox_mail_is_stored_packed_and_read_back_whole(tmp_path: Path) -> Non
     with app.repo.engine.begin() as conn:
         conn.execute(sql("UPDATE outbox SET raw = :raw WHERE id = :id"), {"raw": plain, "id": rows[0].id})
     assert app.repo.outbox_rows()[0].raw == plain
+
+
+def test_two_core_machine_renders_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With only the closer's and the sender's cores, big pages are still rendered here."""
+    app = _app(tmp_path / "ws")
+    spawned: list[object] = []
+    monkeypatch.setattr(digest_module, "POOL_MIN", 3)
+    monkeypatch.setattr(digest_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(digest_module, "_Worker", lambda *args: spawned.append(args))
+    got = DigestService(app.settings, app.repo, app.watchlist).close_due(NOW, force_window="manual:1")
+    assert got.queued == SUBSCRIBERS and not spawned
