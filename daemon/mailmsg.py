@@ -153,8 +153,18 @@ def _header(name: str, value: str) -> bytes:
     return _encoded_words(name, value)
 
 
+_Q_TABLE = {b: chr(b) if b in _Q_SAFE else "_" if b == 0x20 else f"={b:02X}" for b in range(256)}
+
+
 def _q_word(data: bytes) -> str:
-    return "".join(chr(b) if b in _Q_SAFE else "_" if b == 0x20 else f"={b:02X}" for b in data)
+    return data.decode("latin-1").translate(_Q_TABLE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_cost(ch: str) -> tuple[int, int]:
+    """(length in Q encoding, UTF-8 bytes) of one character."""
+    raw = ch.encode("utf-8", "surrogatepass")
+    return len(_q_word(raw)), len(raw)
 
 
 def _encoded_words(name: str, value: str) -> bytes:
@@ -168,9 +178,7 @@ def _encoded_words(name: str, value: str) -> bytes:
     words: list[str] = []
     start = q_len = b_bytes = 0
     for i, ch in enumerate(value):
-        code = ord(ch)
-        size = 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
-        cq = (1 if code in _Q_SAFE or code == 0x20 else 3) if size == 1 else 3 * size
+        cq, size = _char_cost(ch)
         if i > start and min(q_len + cq, -(-(b_bytes + size) // 3) * 4) > budget:
             words.append(_ew(value[start:i]))
             start, q_len, b_bytes = i, 0, 0
@@ -263,7 +271,7 @@ def _crlf_body(text: str) -> bytes:
 def _body(text: str, *, allow_7bit: bool) -> tuple[str, bytes]:
     """(Content-Transfer-Encoding, encoded body). 7bit only for ASCII with every line <= 998."""
     data = _crlf_body(text)
-    if allow_7bit and data.isascii() and all(len(line) <= MAX_LINE for line in data.split(b"\r\n")):
+    if allow_7bit and data.isascii() and max(map(len, data.split(b"\r\n"))) <= MAX_LINE:
         return "7bit", data
     # C quoted-printable: soft line breaks at 76, CRLF kept as line breaks (the input's first
     # line end is CRLF, which is what b2a_qp uses for its own breaks)

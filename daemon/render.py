@@ -283,8 +283,9 @@ def digest_view(
     now: datetime,
     hidden_sections: int = 0,
     hidden_entries: int = 0,
+    view_of: Callable[[TickerSection, str], SectionView] = section_view,
 ) -> DigestView:
-    views = tuple(section_view(s, digest.tz) for s in sections)
+    views = tuple(view_of(s, digest.tz) for s in sections)
     return DigestView(
         subject=clean_text(digest.subject, 200),
         kind=digest.kind,
@@ -456,6 +457,8 @@ class Renderer:
         self._html_index: dict[tuple[Any, tuple[Any, ...]], int] = {}
         self._html_parts: list[str] = []
         self._text_parts: dict[tuple[Any, tuple[Any, ...]], str] = {}
+        # The digest builder hands the same TickerSection object to every subscriber who gets it.
+        self._section_views: dict[tuple[int, str], tuple[TickerSection, SectionView]] = {}
         self.env.globals["html_fragment"] = self._html_fragment
         self.env.globals["text_fragment"] = self._text_fragment
         self.env.filters["safe_url"] = safe_url
@@ -522,6 +525,17 @@ class Renderer:
             self._html_parts.clear()
         if len(self._text_parts) >= FRAGMENT_CACHE:
             self._text_parts.clear()
+        if len(self._section_views) >= FRAGMENT_CACHE:
+            self._section_views.clear()
+
+    def _section_view(self, section: TickerSection, tz: str) -> SectionView:
+        key = (id(section), tz)
+        hit = self._section_views.get(key)
+        if hit is not None and hit[0] is section:  # the entry pins the section: its id is not reused
+            return hit[1]
+        view = section_view(section, tz)
+        self._section_views[key] = (section, view)
+        return view
 
     def _splice(self, html: str) -> str:
         if not self._html_parts:
@@ -573,7 +587,12 @@ class Renderer:
             cut.shrink(MAX_ENTRIES)
         for _ in range(40):
             view = digest_view(
-                digest, cut.sections, now=now, hidden_sections=cut.hidden_sections, hidden_entries=cut.hidden_entries
+                digest,
+                cut.sections,
+                now=now,
+                hidden_sections=cut.hidden_sections,
+                hidden_entries=cut.hidden_entries,
+                view_of=self._section_view,
             )
             text, html = self._render_pair(base, subject, digest=view)
             size = len(html.encode("utf-8"))
