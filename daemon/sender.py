@@ -9,6 +9,7 @@ same stored bytes, so the same Message-ID: the one duplicate DESIGN.md §7 allow
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import threading
@@ -27,6 +28,8 @@ from daemon.store.db import make_engine
 from daemon.store.repo import Repo
 from daemon.store.tables import Subscriber
 from daemon.workers import Child, child_pipes, recv_frame, send_frame
+
+log = logging.getLogger(__name__)
 
 BOUNCE_LIMIT = 3
 MAX_RETRY_DELAY = timedelta(hours=2)
@@ -289,20 +292,35 @@ def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | No
     return closed, result[0]
 
 
+FOLLOWER = ("daemon.sender", "follower_main")  # the sender process's entry point
+
+
 def _close_and_send_process(close: Callable[[], T], sender: Sender) -> tuple[T, SendReport]:
-    child = Child("daemon.sender", "follower_main")
+    """close() here, the sender in a child; if the child fails, this process sends what is left.
+
+    The queued mail is in the outbox either way, under leases: a child that dies mid-send leaves
+    at most the message in flight to be sent again, as any dead sender does.
+    """
+    child = Child(*FOLLOWER)
+    reply: object = None
     try:
-        child.send(sender.settings)
+        with contextlib.suppress(OSError):
+            child.send(sender.settings)
         try:
             closed = close()
         finally:
-            child.send("done")
-        reply = child.receive()
+            with contextlib.suppress(OSError):
+                child.send("done")
+        with contextlib.suppress(EOFError, OSError):
+            reply = child.receive()
     finally:
         child.stop()
-    if isinstance(reply, str):
-        raise DeliveryError(f"sender process failed: {reply}", permanent=False)
-    return closed, reply
+    if isinstance(reply, SendReport):
+        return closed, reply
+    log.warning("sender process failed (%s); sending from this process", reply or "it exited")
+    finished = threading.Event()
+    finished.set()
+    return closed, sender.send_following(finished)
 
 
 def follower_main() -> None:

@@ -204,3 +204,19 @@ def test_two_core_machine_renders_in_process(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(digest_module, "_Worker", lambda *args: spawned.append(args))
     got = DigestService(app.settings, app.repo, app.watchlist).close_due(NOW, force_window="manual:1")
     assert got.queued == SUBSCRIBERS and not spawned
+
+
+def test_a_sender_process_that_dies_leaves_the_sending_to_this_one(
+    tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import daemon.sender as sender_module
+
+    app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
+    service = DigestService(app.settings, app.repo, app.watchlist)
+    monkeypatch.setattr(sender_module, "FOLLOWER", ("daemon.sender", "no_such_entry_point"))  # exits at once
+    closed, report = close_and_send(
+        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo), process=True
+    )
+    assert report.sent == closed.queued + closed.alerts == len(smtp_sink.messages) > SUBSCRIBERS
+    ids = [email.message_from_bytes(raw, policy=policy.default)["Message-ID"] for _f, _r, raw in smtp_sink.messages]
+    assert len(set(ids)) == len(ids)
