@@ -17,8 +17,9 @@ outbox rows, cycled from a pool of at most 1,000) sent with smtplib over one con
 same server: no database, no rendering.
 
 Memory: peak RSS of the timed phase only (VmHWM is reset after seeding through
-/proc/self/clear_refs; elsewhere ru_maxrss of the child), and the peak of its largest child
-process (the sender process; render workers on machines with cores to spare). A smaller size
+/proc/self/clear_refs; elsewhere ru_maxrss of the child), and the peak RSS of its largest child
+process (the sender process; render workers on machines with cores to spare), sampled from
+/proc every 0.1 s (ru_maxrss would count the parent's image the child is forked from). A smaller size
 runs first, so the growth between the two sizes shows whether memory is flat in the number of
 subscribers. CPU per message (this process plus its children, the sender included) is printed
 too: on a shared machine it is steadier than the rates.
@@ -252,6 +253,37 @@ def _peak_mb(reset_ok: bool) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (whole child)"
 
 
+class ChildRss:
+    """Peak VmRSS of this process's children, sampled from /proc while the timed phase runs."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ChildRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.1):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/status") as fh:
+                        fields = dict(line.split(":", 1) for line in fh if ":" in line)
+                except OSError:
+                    continue
+                if fields.get("PPid", "").strip() == me and "VmRSS" in fields:
+                    self.peak_mb = max(self.peak_mb, int(fields["VmRSS"].split()[0]) / 1024)
+
+
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (the render workers)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -310,25 +342,26 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
             profiler.enable()
         service = DigestService(settings, repo, watchlist)
         sender = Sender(settings, repo)
-        t0, c0 = time.perf_counter(), _cpu()
-        if sequential:
-            closed = service.close_due(NOW, force_window="bench:1")
-            t1, c1 = time.perf_counter(), _cpu()
-            report = sender.send_due()
-        else:
-            # as the daemon does it (daemon.sender.close_and_send): the sender mails what
-            # close_due queues while it renders the next pages
-            marks: list[tuple[float, float]] = []
+        with ChildRss() as children:
+            t0, c0 = time.perf_counter(), _cpu()
+            if sequential:
+                closed = service.close_due(NOW, force_window="bench:1")
+                t1, c1 = time.perf_counter(), _cpu()
+                report = sender.send_due()
+            else:
+                # as the daemon does it (daemon.sender.close_and_send): the sender mails what
+                # close_due queues while it renders the next pages
+                marks: list[tuple[float, float]] = []
 
-            def close() -> CloseReport:
-                try:
-                    return service.close_due(NOW, force_window="bench:1")
-                finally:
-                    marks.append((time.perf_counter(), _cpu()))
+                def close() -> CloseReport:
+                    try:
+                        return service.close_due(NOW, force_window="bench:1")
+                    finally:
+                        marks.append((time.perf_counter(), _cpu()))
 
-            closed, report = close_and_send(close, sender)
-            t1, c1 = marks[0]
-        t2, c2 = time.perf_counter(), _cpu()
+                closed, report = close_and_send(close, sender)
+                t1, c1 = marks[0]
+            t2, c2 = time.perf_counter(), _cpu()
         if profiler is not None:
             profiler.disable()
         peak, source = _peak_mb(reset_ok)
@@ -370,7 +403,7 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
             raw_s=raw_s,
             peak_rss_mb=peak,
             peak_source=source,
-            worker_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            worker_rss_mb=children.peak_mb,
             cpu_close_s=c1 - c0,
             cpu_send_s=c2 - c1,
             avg_bytes=avg_bytes,
@@ -422,7 +455,7 @@ def report(r: RunResult) -> None:
     print(f"    raw smtplib, one connection   : {r.raw_s:7.2f} s  {r.raw_rate:8.0f} msgs/s")
     print(f"    ratio end-to-end / raw        : {r.e2e / r.raw_rate:.3f}")
     print(f"    peak RSS                      : {r.peak_rss_mb:7.1f} MiB  [{r.peak_source}]")
-    print(f"    peak RSS of a child process   : {r.worker_rss_mb:7.1f} MiB  (the sender; render workers if any)")
+    print(f"    peak RSS of a child process   : {r.worker_rss_mb:7.1f} MiB  (sender process or render workers; 0: none ran)")
     if r.profile:
         print(r.profile)
 

@@ -26,7 +26,7 @@ from daemon.errors import DeliveryError
 from daemon.mailmsg import dkim_sign
 from daemon.store.db import make_engine
 from daemon.store.repo import Repo
-from daemon.store.tables import Subscriber
+from daemon.store.tables import Outbox
 from daemon.workers import Child, child_pipes, recv_frame, send_frame
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ MARK_BATCH = 25  # accepted rows marked sent per transaction, at most
 MARK_WINDOW_S = 0.05  # ... and no accepted row waits longer than this for its mark
 MARK_NOW_AFTER_S = 0.01  # a send slower than this is marked at once: nothing to gain by waiting
 FOLLOW_POLL_S = 0.05  # how often a sender following a digest run looks for newly queued mail
-PROCESS_MIN = 300  # subscribers from which a digest run sends from a process of its own
+HANDOFF_QUEUED = 200  # mails waiting, mid-run, that move sending to a process of its own
 
 T = TypeVar("T")
 
@@ -94,10 +94,11 @@ class Sender:
             private_key_pem=self._dkim_key,
         )
 
-    def send_due(self, *, limit: int | None = None) -> SendReport:
+    def send_due(self, *, limit: int | None = None, stop_if: Callable[[], bool] | None = None) -> SendReport:
         """Send every due row, in batches, over one transport; stop the batch on a dead server.
 
         Accepted rows are marked sent together (see _Marks), never before the server accepted them.
+        `stop_if` is asked between batches (never mid-batch: every claimed row is sent or released).
         """
         report = SendReport()
         batch = limit or self.settings.send_batch
@@ -145,7 +146,7 @@ class Sender:
                     marks.accepted(row.id, slow=time.monotonic() - started >= MARK_NOW_AFTER_S)
                     report.sent += 1
                 marks.flush()
-                if server_down:
+                if server_down or (stop_if is not None and stop_if()):
                     break
         finally:
             marks.flush()
@@ -154,7 +155,12 @@ class Sender:
         return report
 
     def send_following(
-        self, done: threading.Event, *, poll_s: float = FOLLOW_POLL_S, connections: int | None = None
+        self,
+        done: threading.Event,
+        *,
+        poll_s: float = FOLLOW_POLL_S,
+        connections: int | None = None,
+        stop_if: Callable[[], bool] | None = None,
     ) -> SendReport:
         """send_due, over and over, while another thread is still queueing mail, then once more.
 
@@ -164,17 +170,18 @@ class Sender:
         server's reply the other is sending, where one session leaves both ends idle by turns.
         Each send_due claims rows under the lease, so the outbox rules are those of any two
         senders. Stops early when the server is down (rows are then in back-off): the next
-        scheduled send picks them up.
+        scheduled send picks them up; and, before `done`, whenever `stop_if()` says so (the
+        caller then owes the outbox another sender).
         """
         count = max(1, connections if connections is not None else self.settings.smtp_connections)
         if count == 1:
-            return self._follow(done, poll_s)
+            return self._follow(done, poll_s, stop_if)
         reports: list[SendReport] = []
         failures: list[BaseException] = []
 
         def run() -> None:
             try:
-                reports.append(self._follow(done, poll_s))
+                reports.append(self._follow(done, poll_s, stop_if))
             except BaseException as exc:  # re-raised below, after every session has stopped
                 failures.append(exc)
 
@@ -187,11 +194,13 @@ class Sender:
             raise failures[0]
         return _merge(reports)
 
-    def _follow(self, done: threading.Event, poll_s: float) -> SendReport:
+    def _follow(self, done: threading.Event, poll_s: float, stop_if: Callable[[], bool] | None) -> SendReport:
         total = SendReport()
         while True:
             finished = done.is_set()  # read before draining: nothing queued after this is missed
-            report = self.send_due()
+            if not finished and stop_if is not None and stop_if():
+                return total
+            report = self.send_due(stop_if=None if finished else stop_if)
             total = _merge([total, report])
             if finished or report.retried:
                 return total
@@ -257,26 +266,33 @@ def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | No
     scheduler's digest job; the result of `close` is returned (or its exception raised) once the
     sender has drained the outbox too.
 
-    The sender is a thread for small runs and a process of its own for big ones on a multi-core
-    machine (`process=None` decides): a thread waiting on SMTP replies queues behind the closing
-    thread for the GIL after every reply, which made the overlapped run slower than closing and
-    then sending. Either way it is the same Sender.send_following, under the same leases.
+    Sending starts in a thread. A thread waiting on SMTP replies queues behind the closing thread
+    for the GIL after every reply, which made a big overlapped run slower than closing and then
+    sending; so when HANDOFF_QUEUED mails are waiting (a big run, the closer ahead of the sender)
+    on a multi-core machine, the thread stops and a sender process takes over (`process=None`;
+    True: a process from the start; False: the thread throughout). The scheduler's idle ticks
+    thus start no process. Every sender claims under the same leases.
     """
-    if process is None:
-        process = (
-            sender.portable
-            and (os.cpu_count() or 1) > 1
-            and sender.repo.count(Subscriber, status="active") >= PROCESS_MIN
-        )
     if process:
         return _close_and_send_process(close, sender)
+    may_hand_off = process is None and sender.portable and (os.cpu_count() or 1) > 1
+    handoff = threading.Event()
+
+    def backlog() -> bool:
+        if sender.repo.count(Outbox, status="queued") >= HANDOFF_QUEUED:
+            handoff.set()
+        return handoff.is_set()
+
     done = threading.Event()
     result: list[SendReport] = []
     failure: list[BaseException] = []
+    followers: list[Child] = []
 
     def run() -> None:
         try:
-            result.append(sender.send_following(done))
+            result.append(sender.send_following(done, stop_if=backlog if may_hand_off else None))
+            if handoff.is_set():
+                followers.append(_start_follower(sender))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -284,43 +300,65 @@ def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | No
     thread.start()
     try:
         closed = close()
-    finally:
+    except BaseException:
         done.set()
         thread.join()
+        for child in followers:
+            _finish_follower(child, sender)
+        raise
+    done.set()
+    thread.join()
     if failure:
+        for child in followers:
+            _finish_follower(child, sender)
         raise failure[0]
+    if followers:
+        return closed, _merge([result[0], _finish_follower(followers[0], sender)])
     return closed, result[0]
 
 
 FOLLOWER = ("daemon.sender", "follower_main")  # the sender process's entry point
 
 
-def _close_and_send_process(close: Callable[[], T], sender: Sender) -> tuple[T, SendReport]:
-    """close() here, the sender in a child; if the child fails, this process sends what is left.
-
-    The queued mail is in the outbox either way, under leases: a child that dies mid-send leaves
-    at most the message in flight to be sent again, as any dead sender does.
-    """
+def _start_follower(sender: Sender) -> Child:
     child = Child(*FOLLOWER)
+    with contextlib.suppress(OSError):
+        child.send(sender.settings)
+    return child
+
+
+def _finish_follower(child: Child, sender: Sender) -> SendReport:
+    """Tell the sender process closing is over, and take its report once it has drained the outbox.
+
+    If it failed or died, this process sends what is left: the mail is in the outbox either way,
+    under leases, so a child that died mid-send leaves at most the message in flight to be sent
+    again, as any dead sender does.
+    """
     reply: object = None
     try:
         with contextlib.suppress(OSError):
-            child.send(sender.settings)
-        try:
-            closed = close()
-        finally:
-            with contextlib.suppress(OSError):
-                child.send("done")
+            child.send("done")
         with contextlib.suppress(EOFError, OSError):
             reply = child.receive()
     finally:
         child.stop()
     if isinstance(reply, SendReport):
-        return closed, reply
+        return reply
     log.warning("sender process failed (%s); sending from this process", reply or "it exited")
     finished = threading.Event()
     finished.set()
-    return closed, sender.send_following(finished)
+    return sender.send_following(finished)
+
+
+def _close_and_send_process(close: Callable[[], T], sender: Sender) -> tuple[T, SendReport]:
+    """close() here, the sender in a child from the start."""
+    child = _start_follower(sender)
+    try:
+        closed = close()
+    except BaseException:
+        _finish_follower(child, sender)
+        raise
+    return closed, _finish_follower(child, sender)
 
 
 def follower_main() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from smtpserver import SmtpSink
@@ -144,10 +145,12 @@ def test_close_and_send_raises_what_closing_raised(tmp_path: Path, smtp_sink: Sm
         close_and_send(close, Sender(app.settings, app.repo), process=process)
 
 
-def test_big_runs_send_from_a_process_of_their_own(
+def test_a_big_backlog_hands_sending_to_a_process(
     tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """process=None decides by the number of active subscribers (and needs 2+ CPUs)."""
+    """process=None: sending starts in a thread and moves to a process once HANDOFF_QUEUED mails wait."""
+    import time
+
     import daemon.sender as sender_module
     from daemon.workers import Child
 
@@ -160,18 +163,30 @@ def test_big_runs_send_from_a_process_of_their_own(
         children.append((module, entry))
         real_init(self, module, entry)
 
+    def close_then_wait_for_handoff(window: str) -> Any:
+        closed = service.close_due(NOW, force_window=window)
+        deadline = time.monotonic() + 10
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return closed
+
     monkeypatch.setattr(Child, "__init__", counting_init)
     monkeypatch.setattr(sender_module.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(sender_module, "PROCESS_MIN", SUBSCRIBERS)
-    closed, report = close_and_send(
-        lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo)
-    )
-    assert ("daemon.sender", "follower_main") in children
+    monkeypatch.setattr(sender_module, "HANDOFF_QUEUED", 1)
+    closed, report = close_and_send(lambda: close_then_wait_for_handoff("manual:1"), Sender(app.settings, app.repo))
+    assert children == [sender_module.FOLLOWER]
     assert report.sent == closed.queued + closed.alerts == len(smtp_sink.messages)
-    monkeypatch.setattr(sender_module, "PROCESS_MIN", SUBSCRIBERS + 1)
+    ids = [email.message_from_bytes(raw, policy=policy.default)["Message-ID"] for _f, _r, raw in smtp_sink.messages]
+    assert len(set(ids)) == len(ids)
+    # a run whose backlog stays small never starts a process (the scheduler's idle ticks)
+    monkeypatch.setattr(sender_module, "HANDOFF_QUEUED", 10**6)
     children.clear()
-    close_and_send(lambda: service.close_due(NOW, force_window="manual:2"), Sender(app.settings, app.repo))
-    assert ("daemon.sender", "follower_main") not in children
+    other = _app(tmp_path / "ws2", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
+    service2 = DigestService(other.settings, other.repo, other.watchlist)
+    closed2, report2 = close_and_send(
+        lambda: service2.close_due(NOW, force_window="manual:1"), Sender(other.settings, other.repo)
+    )
+    assert not children and report2.sent == closed2.queued + closed2.alerts > 0
 
 
 def test_outbox_mail_is_stored_packed_and_read_back_whole(tmp_path: Path) -> None:
