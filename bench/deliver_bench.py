@@ -455,7 +455,7 @@ def report(r: RunResult) -> None:
     print(f"    raw smtplib, one connection   : {r.raw_s:7.2f} s  {r.raw_rate:8.0f} msgs/s")
     print(f"    ratio end-to-end / raw        : {r.e2e / r.raw_rate:.3f}")
     print(f"    peak RSS                      : {r.peak_rss_mb:7.1f} MiB  [{r.peak_source}]")
-    print(f"    peak RSS of a child process   : {r.worker_rss_mb:7.1f} MiB  (sender process or render workers; 0: none ran)")
+    print(f"    peak RSS of a child process   : {r.worker_rss_mb:7.1f} MiB  (sender or render workers; 0: none)")
     if r.profile:
         print(r.profile)
 
