@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -438,6 +439,8 @@ class Renderer:
         # stats a mail. Instead the folders are looked at once every reload_check_s, and an edit
         # drops the compiled templates and the fragment cache together.
         self.reload_check_s = reload_check_s
+        # Pages hold placeholders into the fragment cache until spliced: one page at a time.
+        self._lock = threading.RLock()
         self._stamp = self._template_stamp()
         self._checked = time.monotonic()
         self.env = jinja2.Environment(
@@ -545,14 +548,16 @@ class Renderer:
 
     def render_page(self, name: str, **context: Any) -> str:
         """A subscriber web page (templates/web/*.html.j2): autoescaped like the mail templates."""
-        return self._render(f"web/{name}.html.j2", **context)
+        with self._lock:
+            return self._render(f"web/{name}.html.j2", **context)
 
     def _render_pair(self, base: str, subject: str, **context: Any) -> tuple[str, str]:
-        text = self._render(f"{base}.txt.j2", subject=subject, **context)
-        text = "\n".join(map(str.rstrip, text.splitlines())).strip("\n") + "\n"
-        text = _BLANK_RUNS.sub("\n\n", text)
-        html = self._splice(finish_html(self._render(f"{base}.html.j2", subject=subject, **context), subject))
-        return text, html
+        with self._lock:
+            text = self._render(f"{base}.txt.j2", subject=subject, **context)
+            text = "\n".join(map(str.rstrip, text.splitlines())).strip("\n") + "\n"
+            text = _BLANK_RUNS.sub("\n\n", text)
+            html = self._splice(finish_html(self._render(f"{base}.html.j2", subject=subject, **context), subject))
+            return text, html
 
     def render(self, digest: Digest, *, now: datetime) -> Rendered:
         if digest.kind == "alert":
@@ -579,34 +584,35 @@ class Renderer:
 
     def _render_sized(self, base: str, digest: Digest, now: datetime) -> Rendered:
         """Render; while the HTML is over the cap, move tail entries into overflow and render again."""
-        self._trim_fragments()
-        subject = clean_text(digest.subject, 200)
-        cut = _Cut(list(digest.sections))
-        if cut.total > MAX_ENTRIES:
-            # No reader wants more, and it saves rendering thousands of entries only to drop them.
-            cut.shrink(MAX_ENTRIES)
-        for _ in range(40):
-            view = digest_view(
-                digest,
-                cut.sections,
-                now=now,
-                hidden_sections=cut.hidden_sections,
-                hidden_entries=cut.hidden_entries,
-                view_of=self._section_view,
-            )
-            text, html = self._render_pair(base, subject, digest=view)
-            size = len(html.encode("utf-8"))
-            if size <= self.max_html_bytes:
-                break
-            ratio = self.max_html_bytes / size * 0.95
-            if cut.total > 0:
-                if not cut.shrink(min(cut.total - 1, int(cut.total * ratio))):
-                    break  # one ticker, one story, still too large: send it as it is
-            elif len(cut.sections) > 1:
-                cut.hide_from(max(1, min(len(cut.sections) - 1, int(len(cut.sections) * ratio))))
-            else:
-                break  # one empty section and still too large: nothing left to move
-        return Rendered(subject=subject, text=text, html=html, dropped=cut.dropped)
+        with self._lock:
+            self._trim_fragments()
+            subject = clean_text(digest.subject, 200)
+            cut = _Cut(list(digest.sections))
+            if cut.total > MAX_ENTRIES:
+                # No reader wants more, and it saves rendering thousands of entries only to drop them.
+                cut.shrink(MAX_ENTRIES)
+            for _ in range(40):
+                view = digest_view(
+                    digest,
+                    cut.sections,
+                    now=now,
+                    hidden_sections=cut.hidden_sections,
+                    hidden_entries=cut.hidden_entries,
+                    view_of=self._section_view,
+                )
+                text, html = self._render_pair(base, subject, digest=view)
+                size = len(html.encode("utf-8"))
+                if size <= self.max_html_bytes:
+                    break
+                ratio = self.max_html_bytes / size * 0.95
+                if cut.total > 0:
+                    if not cut.shrink(min(cut.total - 1, int(cut.total * ratio))):
+                        break  # one ticker, one story, still too large: send it as it is
+                elif len(cut.sections) > 1:
+                    cut.hide_from(max(1, min(len(cut.sections) - 1, int(len(cut.sections) * ratio))))
+                else:
+                    break  # one empty section and still too large: nothing left to move
+            return Rendered(subject=subject, text=text, html=html, dropped=cut.dropped)
 
 
 class _Cut:

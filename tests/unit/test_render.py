@@ -374,3 +374,39 @@ def test_edited_macro_template_is_not_served_from_stale_fragments(tmp_path: Path
     os.utime(target, (stat.st_atime + 5, stat.st_mtime + 5))  # even within the same mtime tick
     html = renderer.render_digest(sample_digest(), now=NOW).html
     assert "NEW" in html and "OLD" not in html
+
+
+def test_threads_sharing_a_renderer_get_their_own_stories(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages hold placeholders into the shared fragment cache: concurrent renders must not mix them."""
+    import sys
+    import threading
+
+    import daemon.render as render_module
+
+    monkeypatch.setattr(render_module, "FRAGMENT_CACHE", 6)  # trims often, while other pages render
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch constantly, as they can on a loaded machine
+
+    digests = [replace(huge_digest(2 + n % 3, 2 + n % 4), tz=tz) for n, tz in enumerate(["UTC", "Asia/Tokyo"] * 4)]
+    want = [Renderer().render_digest(d, now=NOW).html for d in digests]
+    shared = Renderer()
+    wrong: list[object] = []
+
+    def work(offset: int) -> None:
+        for k in range(40):
+            i = (k + offset) % len(digests)
+            try:
+                if shared.render_digest(digests[i], now=NOW).html != want[i]:
+                    wrong.append(i)
+            except Exception as exc:  # a placeholder pointing past a trimmed cache
+                wrong.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert not wrong
