@@ -292,7 +292,11 @@ def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | No
         try:
             result.append(sender.send_following(done, stop_if=backlog if may_hand_off else None))
             if handoff.is_set():
-                followers.append(_start_follower(sender))
+                try:
+                    followers.append(_start_follower(sender))
+                except OSError as exc:  # no process to be had: this thread goes on sending
+                    log.warning("could not start a sender process (%s); sending from this one", exc)
+                    result.append(sender.send_following(done))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -312,9 +316,8 @@ def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | No
         for child in followers:
             _finish_follower(child, sender)
         raise failure[0]
-    if followers:
-        return closed, _merge([result[0], _finish_follower(followers[0], sender)])
-    return closed, result[0]
+    reports = result + [_finish_follower(child, sender) for child in followers]
+    return closed, _merge(reports)
 
 
 FOLLOWER = ("daemon.sender", "follower_main")  # the sender process's entry point
