@@ -254,3 +254,14 @@ def test_json_that_is_not_a_json_feed() -> None:
     assert parse_feed(b'{"hello": 1}').error == "JSON document is not a JSON Feed"
     bad = parse_feed(b"{nope", content_type="application/json")
     assert bad.error is not None and bad.error.startswith("invalid JSON")
+
+
+def test_feeds_without_a_charset_are_read_in_their_own_script() -> None:
+    """Undeclared legacy charsets are guessed (chardet), not read as UTF-8 mojibake."""
+    koi8 = parse_feed(fp("illformed__chardet__koi8r.xml"))
+    assert koi8.entries[0].title == "Как пережить новогоднюю ночь"
+    assert koi8.warning and "KOI8-R" in koi8.warning  # the override is still recorded
+    big5 = parse_feed(fp("illformed__chardet__big5.xml"))
+    assert big5.error is None and big5.feed_title and big5.feed_title.startswith("我希望")
+    hebrew = parse_feed(fp("illformed__chardet__windows1255.xml"))
+    assert "\u05d0" <= hebrew.entries[0].summary_html.strip()[0] <= "\u05ea"  # a Hebrew letter
