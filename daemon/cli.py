@@ -353,6 +353,31 @@ def web(
 
 
 @app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="The operator folder to start (default: here)")] = Path("."),
+) -> None:
+    """Start an operator folder: the default watchlist, sources and rule packs in DIR/rules.
+
+    Files already there are kept, so running it again never undoes an operator's edits.
+    """
+    import shutil
+
+    from daemon.bundled import bundled_dir
+
+    source = bundled_dir("rules")
+    target = directory / "rules"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.yaml")):
+        dest = target / path.name
+        if dest.exists():
+            print(f"kept    {dest}")
+        else:
+            shutil.copyfile(path, dest)
+            print(f"wrote   {dest}")
+    print(f"next: edit {target / 'watchlist.yaml'}, then `keynews rules check` and `keynews run`")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from daemon import __version__

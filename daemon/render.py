@@ -42,6 +42,7 @@ import jinja2
 import nh3
 from markupsafe import Markup
 
+from daemon.bundled import bundled_dir
 from daemon.models import CATEGORY_LABELS, Digest, DigestEntry, Explanation, Severity, TickerSection
 
 MAX_HTML_BYTES = 90 * 1024
@@ -154,12 +155,8 @@ class DigestView:
 
 
 def bundled_templates_dir() -> Path:
-    """Templates shipped in the wheel (daemon/templates) win over the source checkout's templates/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent / "templates"
+    """The templates shipped with keynews (the checkout's templates/, or a wheel's share/keynews)."""
+    return bundled_dir("templates")
 
 
 def clean_text(value: str, limit: int = 0) -> str:

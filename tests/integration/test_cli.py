@@ -218,3 +218,20 @@ def test_run_polls_mails_reloads_rules_and_stops_cleanly(
     assert proc.returncode == 0, out
     assert "rules not reloaded" in out and "zz-bad.yaml:7:18" in out
     assert "keeping the previous rule set" in out
+
+
+def test_init_starts_an_operator_folder_and_keeps_edits(tmp_path: Path) -> None:
+    folder = tmp_path / "ops"
+    first = keynews({}, "init", str(folder))
+    assert first.returncode == 0, first.stderr
+    shipped = sorted(p.name for p in (REPO / "rules").glob("*.yaml"))
+    assert sorted(p.name for p in (folder / "rules").glob("*.yaml")) == shipped
+    assert "watchlist.yaml" in shipped and "sources.yaml" in shipped
+    watchlist = folder / "rules" / "watchlist.yaml"
+    watchlist.write_text(watchlist.read_text(encoding="utf-8") + "# edited by the operator\n", encoding="utf-8")
+    again = keynews({}, "init", str(folder))
+    assert again.returncode == 0 and f"kept    {watchlist}" in again.stdout
+    assert watchlist.read_text(encoding="utf-8").endswith("# edited by the operator\n")
+    check = keynews({}, "rules", "check", str(folder / "rules"))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("OK: ")
