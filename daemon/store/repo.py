@@ -515,6 +515,17 @@ class Repo:
             s.commit()
             return True
 
+    def confirm_subscriber(self, subscriber_id: int, now: datetime) -> bool:
+        """pending -> active (double opt-in). False when it was not pending (confirmed already, or gone)."""
+        with self.session() as s:
+            res = s.execute(
+                update(Subscriber)
+                .where(Subscriber.id == subscriber_id, Subscriber.status == "pending")
+                .values(status="active", confirmed_at=now, hard_failures=0)
+            )
+            s.commit()
+            return bool(res.rowcount)
+
     def set_subscriber_status(self, subscriber_id: int, status: str) -> None:
         with self.session() as s:
             s.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(status=status))

@@ -1,4 +1,4 @@
-"""The subscriber's small web page: one-click unsubscribe (RFC 8058), preferences, health.
+"""Subscriber pages: subscribe (double opt-in), one-click unsubscribe (RFC 8058), preferences, health.
 
 A plain WSGI app on the standard library: four routes do not need a framework. Every page that
 changes something is reached only with a signed token from the subscriber's own mail, and only
@@ -8,23 +8,31 @@ by POST, so link scanners that fetch every URL in a message cannot unsubscribe a
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
+from daemon.mailmsg import build_message_bytes, make_message_id
 from daemon.models import FREQUENCIES, Watchlist
 from daemon.render import Renderer
-from daemon.store.repo import Repo, SubscriberView, utcnow
-from daemon.tokens import TokenError, verify
+from daemon.store.repo import Repo, SubscriberView, WindowClose, utcnow
+from daemon.tokens import TokenError, sign, verify
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 MAX_FORM_BYTES = 16 * 1024
 RECENT_WINDOW = timedelta(days=7)
+CONFIRM_TTL = timedelta(days=2)
+SUBSCRIBE_LIMIT = 5  # subscribe requests per client address ...
+SUBSCRIBE_PER = timedelta(minutes=10)  # ... per this long; and one confirmation mail per address
+_EMAIL = re.compile(r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
 
 _SECURITY_HEADERS = [
     ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
@@ -45,6 +53,9 @@ class WebApp:
         self.renderer = Renderer(settings.templates_dir)
         self.secret = settings.secret_key or repo.secret_key()
         self.clock = clock
+        self._lock = threading.Lock()
+        self._recent_requests: dict[str, deque[datetime]] = {}
+        self._recent_mails: dict[str, datetime] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -52,6 +63,12 @@ class WebApp:
         parts = [p for p in path.split("/") if p]
         if parts == ["healthz"]:
             return self._json(start_response, {"ok": True, "outbox": self.repo.outbox_counts()})
+        if parts == ["subscribe"]:
+            if method == "POST":
+                return self._subscribe(start_response, environ.get("REMOTE_ADDR", ""), self._form(environ))
+            return self._subscribe_page(start_response, "200 OK")
+        if len(parts) == 2 and parts[0] == "confirm":
+            return self._confirm(start_response, method, parts[1])
         if len(parts) == 2 and parts[0] == "recent":
             sub = self._subscriber(parts[1], "recent")
             if sub is None:
@@ -177,6 +194,141 @@ class WebApp:
             days=RECENT_WINDOW.days,
         )
 
+    def _subscribe_page(self, start_response: StartResponse, status: str) -> Iterable[bytes]:
+        return self._page(
+            start_response,
+            status,
+            "subscribe",
+            title="Subscribe to keynews",
+            watchlist=", ".join(self.watchlist.symbols()),
+            frequencies=FREQUENCIES,
+        )
+
+    def _subscribe(self, start_response: StartResponse, client: str, form: dict[str, str]) -> Iterable[bytes]:
+        """Double opt-in: a pending subscriber and one confirmation mail; nothing else until confirmed.
+
+        The answer is the same whether or not the address is known, so the form cannot be used to
+        find out who subscribes. Requests per client address and confirmation mails per address
+        are limited, so it cannot be used to flood a mailbox either.
+        """
+        now = self.clock()
+        if not self._allow(client, now):
+            start_response("429 Too Many Requests", [("Content-Type", "text/plain"), ("Retry-After", "600")])
+            return [b"Too many requests; try again in a few minutes.\n"]
+        email = form.get("email", "").strip().lower()
+        known = set(self.watchlist.symbols())
+        tickers = [
+            t for t in dict.fromkeys(x.strip().upper() for x in form.get("tickers", "").split(",")) if t in known
+        ]
+        frequency = form.get("frequency", "daily")
+        tz = form.get("tz", "UTC").strip() or "UTC"
+        if (
+            not _EMAIL.fullmatch(email)
+            or len(email) > 254
+            or not tickers
+            or frequency not in FREQUENCIES
+            or not _zone_ok(tz)
+        ):
+            return self._page(
+                start_response,
+                "400 Bad Request",
+                "message",
+                title="Not subscribed",
+                message="Please give a valid email address, at least one ticker on this service and a time zone "
+                "such as Europe/Paris.",
+            )
+        existing = self.repo.subscribers(email=email)
+        if not (existing and existing[0].status == "active") and self._first_mail(email, now):
+            sub_id = self.repo.add_subscriber(email, tickers, now=now, frequency=frequency, tz=tz, status="pending")
+            self._queue_confirmation(sub_id, email, tickers, now)
+        return self._page(
+            start_response,
+            "200 OK",
+            "message",
+            title="Check your inbox",
+            message="If the address can receive mail, a confirmation link is on its way. Nothing else is sent "
+            "until you confirm.",
+        )
+
+    def _confirm(self, start_response: StartResponse, method: str, token: str) -> Iterable[bytes]:
+        sub = self._subscriber(token, "confirm")
+        if sub is None:
+            return self._invalid(start_response)
+        if method == "POST":
+            if sub.status == "pending":
+                self.repo.confirm_subscriber(sub.id, self.clock())
+            elif sub.status != "active":
+                return self._invalid(start_response)
+            return self._page(
+                start_response,
+                "200 OK",
+                "message",
+                title="Subscribed",
+                message=f"{sub.email} will get key news on {', '.join(sorted(sub.tickers))}.",
+            )
+        return self._page(
+            start_response,
+            "200 OK",
+            "confirm",
+            title="Confirm your subscription",
+            email=sub.email,
+            tickers=", ".join(sorted(sub.tickers)),
+            action=f"/confirm/{token}",
+        )
+
+    def _queue_confirmation(self, sub_id: int, email: str, tickers: list[str], now: datetime) -> None:
+        """Into the outbox like any mail: the sender (daemon or `keynews send`) delivers it."""
+        token = sign(str(sub_id), self.secret, purpose="confirm", expires_at=now + CONFIRM_TTL)
+        rendered = self.renderer.render_confirm(email, f"{self.settings.base_url.rstrip('/')}/confirm/{token}", tickers)
+        domain = self.settings.mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
+        key = f"confirm:{now.strftime('%Y%m%dT%H%M%S%f')}"
+        message_id = make_message_id(domain, f"{sub_id}:{key}")
+        raw = build_message_bytes(
+            rendered,
+            to=email,
+            from_=self.settings.mail_from,
+            message_id=message_id,
+            date=now,
+            list_id=self.settings.list_id,
+            unsubscribe_url="",
+        )
+        self.repo.close_one(
+            WindowClose(
+                subscriber_id=sub_id,
+                window_key=key,
+                kind="confirm",
+                message_id=message_id,
+                subject=rendered.subject,
+                raw=raw,
+                match_ids=(),
+                now=now,
+            )
+        )
+
+    def _allow(self, client: str, now: datetime) -> bool:
+        with self._lock:
+            seen = self._recent_requests.setdefault(client, deque())
+            while seen and now - seen[0] > SUBSCRIBE_PER:
+                seen.popleft()
+            if len(seen) >= SUBSCRIBE_LIMIT:
+                return False
+            seen.append(now)
+            if len(self._recent_requests) > 10_000:  # bounded: forget the quiet ones
+                self._recent_requests = {
+                    k: v for k, v in self._recent_requests.items() if v and now - v[-1] <= SUBSCRIBE_PER
+                }
+            return True
+
+    def _first_mail(self, email: str, now: datetime) -> bool:
+        with self._lock:
+            last = self._recent_mails.get(email)
+            if last is not None and now - last <= SUBSCRIBE_PER:
+                return False
+            self._recent_mails[email] = now
+            if len(self._recent_mails) > 10_000:
+                self._recent_mails = {k: v for k, v in self._recent_mails.items() if now - v <= SUBSCRIBE_PER}
+            return True
+
     def _invalid(self, start_response: StartResponse) -> Iterable[bytes]:
         return self._page(
             start_response,
@@ -220,6 +372,14 @@ class WebApp:
         body = json.dumps(data).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _zone_ok(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _valid_hhmm(value: str) -> bool:

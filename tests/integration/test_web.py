@@ -119,3 +119,82 @@ def test_overflow_link_lists_recent_stories(site: tuple[App, str]) -> None:
     assert status == 200
     assert page.index("KC story 0") < page.index("KC story 2")  # newest first
     assert "&lt;b&gt;bold" in page and 'href="https://wire.example.com/1"' in page
+
+
+def _confirm_token(app: App, email_addr: str) -> tuple[str, bytes]:
+    """The confirmation mail queued for this address, and the token its link carries."""
+    import email as email_lib
+    from email import policy
+
+    sub = app.repo.subscribers(email=email_addr)[0]
+    rows = [r for r in app.repo.outbox_rows() if r.subscriber_id == sub.id and r.kind == "confirm"]
+    assert len(rows) == 1, rows
+    msg = email_lib.message_from_bytes(rows[0].raw, policy=policy.default)
+    assert msg["Subject"] == "Confirm your keynews subscription" and msg["To"] == email_addr
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = next(line.strip() for line in text.splitlines() if "/confirm/" in line)
+    return link.rsplit("/confirm/", 1)[1], rows[0].raw
+
+
+def test_subscribe_is_double_opt_in(site: tuple[App, str]) -> None:
+    from urllib.parse import urlencode
+
+    from daemon.digest import DigestService
+
+    app, base = site
+    status, page = _call(f"{base}/subscribe")
+    assert status == 200 and '<form method="post" action="/subscribe">' in page and "KC" in page
+    form = urlencode(
+        {"email": "Carol@Example.com", "tickers": "kc, ACME, NOPE", "frequency": "daily", "tz": "Europe/Paris"}
+    )
+    status, page = _call(f"{base}/subscribe", form.encode())
+    assert status == 200 and "confirmation link is on its way" in page
+    sub = app.repo.subscribers(email="carol@example.com")[0]
+    assert sub.status == "pending" and sorted(sub.tickers) == ["ACME", "KC"] and sub.tz == "Europe/Paris"
+    token, raw = _confirm_token(app, "carol@example.com")
+    # the sender delivers it like any queued mail (here: the .eml outbox), while the address is pending
+    from daemon.sender import Sender
+
+    assert Sender(app.settings, app.repo).send_due().sent == 1
+    assert [p.read_bytes() for p in Path(app.settings.outbox_dir).glob("*.eml")] == [raw]
+    # a pending address gets no digest
+    closed = DigestService(app.settings, app.repo, app.watchlist).close_due(NOW, force_window="manual:1")
+    assert "carol@example.com" not in closed.subscribers
+    # asking again at once sends no second mail, and the answer does not tell
+    status, again = _call(f"{base}/subscribe", form.encode())
+    assert status == 200 and again == page
+    _confirm_token(app, "carol@example.com")  # still exactly one
+    # opening the link (as a mail scanner would) changes nothing; the button confirms
+    status, ask = _call(f"{base}/confirm/{token}")
+    assert status == 200 and "<form" in ask and app.repo.subscribers(email="carol@example.com")[0].status == "pending"
+    status, done = _call(f"{base}/confirm/{token}", b"confirm=yes")
+    assert status == 200 and "ACME, KC" in done
+    assert app.repo.subscribers(email="carol@example.com")[0].status == "active"
+    # an active subscriber's address cannot be re-pended or re-mailed from the form
+    status, _ = _call(f"{base}/subscribe", urlencode({"email": "carol@example.com", "tickers": "ACME"}).encode())
+    assert status == 200
+    sub = app.repo.subscribers(email="carol@example.com")[0]
+    assert sub.status == "active" and sorted(sub.tickers) == ["ACME", "KC"]
+    # a forged or tampered token confirms nothing
+    status, _ = _call(f"{base}/confirm/{token[:-2]}xx", b"confirm=yes")
+    assert status == 400
+
+
+def test_subscribe_refuses_bad_input_and_floods(site: tuple[App, str]) -> None:
+    from urllib.parse import urlencode
+
+    app, base = site
+    bad = [
+        {"email": "not-an-address", "tickers": "KC"},
+        {"email": "dan@example.com", "tickers": "NOPE"},
+        {"email": "dan@example.com", "tickers": "KC", "tz": "Mars/Olympus"},
+        {"email": "dan@example.com\r\nBcc: x@example.com", "tickers": "KC"},
+        {"email": "dan@example.com", "tickers": "KC", "frequency": "hourly"},
+    ]
+    for fields in bad:
+        status, _ = _call(f"{base}/subscribe", urlencode(fields).encode())
+        assert status == 400, fields
+    assert app.repo.subscribers(email="dan@example.com") == []
+    status, _ = _call(f"{base}/subscribe", urlencode({"email": "eve@example.com", "tickers": "KC"}).encode())
+    assert status == 429  # the sixth request from this address within ten minutes
+    assert app.repo.outbox_rows() == []
