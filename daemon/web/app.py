@@ -65,7 +65,7 @@ class WebApp:
             return self._json(start_response, {"ok": True, "outbox": self.repo.outbox_counts()})
         if parts == ["subscribe"]:
             if method == "POST":
-                return self._subscribe(start_response, environ.get("REMOTE_ADDR", ""), self._form(environ))
+                return self._subscribe(start_response, self._client(environ), self._form(environ))
             return self._subscribe_page(start_response, "200 OK")
         if len(parts) == 2 and parts[0] == "confirm":
             return self._confirm(start_response, method, parts[1])
@@ -339,6 +339,20 @@ class WebApp:
         )
 
     # ---- helpers -----------------------------------------------------------------------------
+    def _client(self, environ: dict[str, Any]) -> str:
+        """The client's address: behind a trusted reverse proxy, the last hop it added to X-Forwarded-For.
+
+        Only hops appended by trusted proxies are believed (a client can write anything on the left).
+        """
+        peer = str(environ.get("REMOTE_ADDR", ""))
+        trusted = {p.strip() for p in self.settings.web_trusted_proxies.split(",") if p.strip()}
+        if peer not in trusted:
+            return peer
+        hops = [h.strip() for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
+        while hops and hops[-1] in trusted:
+            hops.pop()
+        return hops[-1] if hops else peer
+
     def _subscriber(self, token: str, purpose: str) -> SubscriberView | None:
         try:
             payload = verify(token, self.secret, purpose=purpose, now=self.clock())

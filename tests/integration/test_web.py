@@ -198,3 +198,26 @@ def test_subscribe_refuses_bad_input_and_floods(site: tuple[App, str]) -> None:
     status, _ = _call(f"{base}/subscribe", urlencode({"email": "eve@example.com", "tickers": "KC"}).encode())
     assert status == 429  # the sixth request from this address within ten minutes
     assert app.repo.outbox_rows() == []
+
+
+def test_subscribe_limits_each_client_behind_a_trusted_proxy(site: tuple[App, str]) -> None:
+    """Behind the (trusted, local) reverse proxy, each forwarded client has its own limit."""
+    from urllib.parse import urlencode
+
+    _app, base = site
+
+    def post(client: str, spoofed: str = "198.51.100.7") -> int:
+        body = urlencode({"email": "not-an-address", "tickers": "KC"}).encode()
+        req = urllib.request.Request(
+            f"{base}/subscribe", data=body, method="POST", headers={"X-Forwarded-For": f"{spoofed}, {client}"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert [post("203.0.113.5") for _ in range(6)] == [400] * 5 + [429]
+    assert post("203.0.113.9") == 400  # another client: not limited by the first one's requests
+    # what the client wrote itself (the left-hand hops) does not get it a fresh limit
+    assert post("203.0.113.5", spoofed="192.0.2.44") == 429
