@@ -53,6 +53,7 @@ class Settings:
     rules_reload_s: int = 5  # how often rule files are checked for edits (SIGHUP reloads at once)
     web_host: str = "127.0.0.1"
     web_port: int = 8025
+    operator_token: str = ""  # bearer token for /metrics from off this machine ("" : loopback only)
     web_trusted_proxies: str = "127.0.0.1,::1"  # whose X-Forwarded-For names the client (rate limits)
 
     @property

@@ -1035,6 +1035,11 @@ class Repo:
         with self.session() as s:
             return list(s.execute(stmt).scalars())
 
+    def subscriber_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+            return {str(status): int(n) for status, n in rows}
+
     def outbox_counts(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(Outbox.status, func.count()).group_by(Outbox.status)).all()

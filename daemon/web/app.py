@@ -7,6 +7,7 @@ by POST, so link scanners that fetch every URL in a message cannot unsubscribe a
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import threading
@@ -63,6 +64,8 @@ class WebApp:
         parts = [p for p in path.split("/") if p]
         if parts == ["healthz"]:
             return self._json(start_response, {"ok": True, "outbox": self.repo.outbox_counts()})
+        if parts == ["metrics"]:
+            return self._metrics(start_response, environ)
         if parts == ["subscribe"]:
             if method == "POST":
                 return self._subscribe(start_response, self._client(environ), self._form(environ))
@@ -193,6 +196,62 @@ class WebApp:
             stories=stories,
             days=RECENT_WINDOW.days,
         )
+
+    def _metrics(self, start_response: StartResponse, environ: dict[str, Any]) -> Iterable[bytes]:
+        """Prometheus text format: aggregate counts only, never who subscribes.
+
+        Served to loopback clients (a scraper on this machine), or to whoever presents the
+        operator token as a bearer token; anyone else gets 403.
+        """
+        token = self.settings.operator_token
+        given = str(environ.get("HTTP_AUTHORIZATION", ""))
+        direct = str(environ.get("REMOTE_ADDR", "")) in ("127.0.0.1", "::1") and "HTTP_X_FORWARDED_FOR" not in environ
+        if not ((token and hmac.compare_digest(given, f"Bearer {token}")) or (not token and direct)):
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"forbidden\n"]
+        now = self.clock()
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, about: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP keynews_{name} {about}")
+            lines.append(f"# TYPE keynews_{name} {kind}")
+            lines.extend(f"keynews_{name}{labels} {value:g}" for labels, value in samples)
+
+        outbox = self.repo.outbox_counts()
+        metric(
+            "outbox_messages",
+            "gauge",
+            "Mail in the outbox by status.",
+            [(f'{{status="{s}"}}', outbox.get(s, 0)) for s in ("queued", "sending", "sent", "failed", "skipped")],
+        )
+        subs = self.repo.subscriber_counts()
+        metric(
+            "subscribers",
+            "gauge",
+            "Subscribers by status.",
+            [(f'{{status="{s}"}}', subs.get(s, 0)) for s in ("pending", "active", "unsubscribed", "bounced")],
+        )
+        sources = self.repo.list_sources()
+        metric("sources", "gauge", "Polled sources.", [("", len(sources))])
+        metric(
+            "sources_failing", "gauge", "Sources whose last poll failed.", [("", sum(1 for x in sources if x.failures))]
+        )
+        metric(
+            "source_seconds_since_ok",
+            "gauge",
+            "Seconds since each source last polled fine (-1: never).",
+            [
+                (f'{{source="{_label(x.id)}"}}', (now - x.last_ok_at).total_seconds() if x.last_ok_at else -1)
+                for x in sources
+            ],
+        )
+        metric("items_stored", "counter", "Items stored from all sources.", [("", sum(x.items_total for x in sources))])
+        body = ("\n".join(lines) + "\n").encode()
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
 
     def _subscribe_page(self, start_response: StartResponse, status: str) -> Iterable[bytes]:
         return self._page(
@@ -386,6 +445,11 @@ class WebApp:
         body = json.dumps(data).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _zone_ok(name: str) -> bool:

@@ -221,3 +221,37 @@ def test_subscribe_limits_each_client_behind_a_trusted_proxy(site: tuple[App, st
     assert post("203.0.113.9") == 400  # another client: not limited by the first one's requests
     # what the client wrote itself (the left-hand hops) does not get it a fresh limit
     assert post("203.0.113.5", spoofed="192.0.2.44") == 429
+
+
+def test_metrics_for_a_local_scraper_or_the_operator_token_only(site: tuple[App, str]) -> None:
+    from dataclasses import replace
+
+    from daemon.web.app import _label
+
+    app, base = site
+    app.repo.add_subscriber("fay@example.com", ["KC"], now=NOW - timedelta(days=1))
+    app.repo.add_subscriber("gus@example.com", ["KC"], now=NOW - timedelta(days=1), status="pending")
+    status, text = _call(f"{base}/metrics")
+    assert status == 200
+    assert 'keynews_subscribers{status="active"} 1' in text and 'keynews_subscribers{status="pending"} 1' in text
+    assert 'keynews_outbox_messages{status="queued"} 0' in text and "keynews_sources 0" in text
+    assert "fay@example.com" not in text
+    # through a proxy (a forwarded client), and no operator token set: refused
+    req = urllib.request.Request(f"{base}/metrics", headers={"X-Forwarded-For": "203.0.113.5"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 403
+    # with a token set, only the bearer of it
+    server, _thread = serve(
+        WebApp(replace(app.settings, operator_token="s3cret"), app.repo, app.watchlist), "127.0.0.1", 0
+    )
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        assert _call(url)[0] == 403
+        ok = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(ok, timeout=10) as resp:
+            assert resp.status == 200 and b"keynews_subscribers" in resp.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _label('a "b"\\\nc') == 'a \\"b\\"\\\\\\nc'
