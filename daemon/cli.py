@@ -267,6 +267,26 @@ def db_upgrade() -> None:
     print(f"database at revision {current_revision(engine)}")
 
 
+@db_app.command("prune")
+def db_prune(
+    days: Annotated[
+        int | None, typer.Option(help="Keep mail bytes this many days (default: KEYNEWS_OUTBOX_KEEP_DAYS)")
+    ] = None,
+) -> None:
+    """Drop the stored bytes of mail sent or given up on before then (the daemon does it every 6 h)."""
+    from datetime import timedelta
+
+    from daemon.store.repo import utcnow
+
+    application = _load_app()
+    keep = application.settings.outbox_keep_days if days is None else days
+    if keep <= 0:
+        print("outbox: keeping everything (keep days is 0)")
+        return
+    dropped = application.repo.prune_outbox(utcnow() - timedelta(days=keep))
+    print(f"outbox: dropped the mail bytes of {dropped} rows older than {keep} days")
+
+
 @sources_app.command("list")
 def sources_list() -> None:
     """Every source with its last status, failures and next poll."""

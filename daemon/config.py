@@ -48,6 +48,7 @@ class Settings:
     sec_rate_per_s: float = 10.0
     max_items_per_ticker: int = 8
     send_batch: int = 50
+    outbox_keep_days: int = 30  # mail bytes of sent/failed rows are dropped after this (0: keep)
     send_lease_s: float = 300.0  # a row claimed by a sender that died is sent again after this
     tick_seconds: int = 30
     rules_reload_s: int = 5  # how often rule files are checked for edits (SIGHUP reloads at once)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -60,6 +60,13 @@ class Jobs:
     async def reload_rules(self) -> None:
         self.app.reload_rules()
 
+    async def prune(self) -> None:
+        days = self.app.settings.outbox_keep_days
+        if days > 0:
+            dropped = await asyncio.to_thread(self.app.repo.prune_outbox, utcnow() - timedelta(days=days))
+            if dropped:
+                log.info("outbox: dropped the mail bytes of %d rows older than %d days", dropped, days)
+
 
 async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
@@ -72,6 +79,7 @@ async def run_forever(app: App, *, stop: asyncio.Event | None = None) -> None:
     scheduler.add_job(jobs.digest, "interval", seconds=60, id="digest", next_run_time=utcnow())
     scheduler.add_job(jobs.send, "interval", seconds=max(tick, 15), id="send")
     scheduler.add_job(jobs.reload_rules, "interval", seconds=max(app.settings.rules_reload_s, 1), id="rules")
+    scheduler.add_job(jobs.prune, "interval", hours=6, id="prune", next_run_time=utcnow())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

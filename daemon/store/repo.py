@@ -1035,6 +1035,25 @@ class Repo:
         with self.session() as s:
             return list(s.execute(stmt).scalars())
 
+    def prune_outbox(self, before: datetime) -> int:
+        """Drop the mail bytes of rows done with (sent, failed, skipped) and created before `before`.
+
+        The rows themselves stay: their (subscriber, window) keys and the stories they carried are
+        what keep a window from closing twice and a story from being mailed twice. The bytes are
+        ~95% of the outbox and are never read again once a row is done.
+        """
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(Outbox)
+                .where(
+                    Outbox.status.in_(["sent", "failed", "skipped"]),
+                    Outbox.created_at < before,
+                    func.length(Outbox.raw) > 0,
+                )
+                .values(raw=b"")
+            )
+            return int(res.rowcount or 0)
+
     def subscriber_counts(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()

@@ -235,3 +235,12 @@ def test_init_starts_an_operator_folder_and_keeps_edits(tmp_path: Path) -> None:
     check = keynews({}, "rules", "check", str(folder / "rules"))
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("OK: ")
+
+
+def test_db_prune_reports_what_it_dropped(tmp_path: Path) -> None:
+    env = settings_env(make_workspace(tmp_path, "sources: []\n"))
+    done = keynews(env, "db", "prune", "--days", "7")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "outbox: dropped the mail bytes of 0 rows older than 7 days"
+    keep = keynews(env, "db", "prune", "--days", "0")
+    assert keep.returncode == 0 and "keeping everything" in keep.stdout

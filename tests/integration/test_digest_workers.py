@@ -235,3 +235,26 @@ def test_a_sender_process_that_dies_leaves_the_sending_to_this_one(
     assert report.sent == closed.queued + closed.alerts == len(smtp_sink.messages) > SUBSCRIBERS
     ids = [email.message_from_bytes(raw, policy=policy.default)["Message-ID"] for _f, _r, raw in smtp_sink.messages]
     assert len(set(ids)) == len(ids)
+
+
+def test_prune_drops_old_mail_bytes_but_never_lets_mail_repeat(tmp_path: Path) -> None:
+    app = _app(tmp_path / "ws")
+    service = DigestService(app.settings, app.repo, app.watchlist)
+    first = service.close_due(NOW, force_window="manual:1")
+    sent = Sender(app.settings, app.repo).send_due()  # the .eml outbox
+    assert sent.sent == first.queued + first.alerts > 0
+    waiting = app.repo.add_subscriber("late@example.com", ["KC"], now=NOW - timedelta(days=1))
+    late = service.close_due(NOW, force_window="manual:1")  # queued, not sent yet
+    assert late.queued == 1 and late.subscribers == ["late@example.com"]
+    assert app.repo.prune_outbox(NOW - timedelta(seconds=1)) == 0  # nothing that old
+    dropped = app.repo.prune_outbox(NOW + timedelta(days=1))
+    assert dropped == sent.sent
+    rows = app.repo.outbox_rows()
+    assert all(r.raw == b"" for r in rows if r.status == "sent")
+    queued = [r for r in rows if r.status == "queued"]
+    assert len(queued) == late.queued + late.alerts
+    assert all(r.subscriber_id == waiting and r.raw for r in queued)  # mail still to send keeps its bytes
+    # the rows remain: the window does not close again, no story is mailed twice
+    again = service.close_due(NOW, force_window="manual:1")
+    assert (again.queued, again.alerts) == (0, 0)
+    assert Sender(app.settings, app.repo).send_due().sent == len(queued)  # only the late subscriber's
