@@ -23,6 +23,9 @@ from daemon.store.repo import utcnow
 log = logging.getLogger("keynews.schedule")
 
 
+UNCONFIRMED_TTL = timedelta(days=7)  # an address that never confirmed is forgotten after this
+
+
 class Jobs:
     """The periodic jobs; each is safe to run late or to skip (coalesced, one instance at a time)."""
 
@@ -61,6 +64,9 @@ class Jobs:
         self.app.reload_rules()
 
     async def prune(self) -> None:
+        forgotten = await asyncio.to_thread(self.app.repo.drop_unconfirmed, utcnow() - UNCONFIRMED_TTL)
+        if forgotten:
+            log.info("subscribers: forgot %d addresses never confirmed", forgotten)
         days = self.app.settings.outbox_keep_days
         if days > 0:
             dropped = await asyncio.to_thread(self.app.repo.prune_outbox, utcnow() - timedelta(days=days))

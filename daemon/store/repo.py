@@ -1054,6 +1054,18 @@ class Repo:
             )
             return int(res.rowcount or 0)
 
+    def drop_unconfirmed(self, before: datetime) -> int:
+        """Forget addresses that asked to subscribe but never confirmed, whose last request is that old.
+
+        An unconfirmed address is not ours to keep; its confirmation mail goes with it (cascade).
+        """
+        recent = exists().where(and_(Outbox.subscriber_id == Subscriber.id, Outbox.created_at >= before))
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                delete(Subscriber).where(Subscriber.status == "pending", Subscriber.created_at < before, ~recent)
+            )
+            return int(res.rowcount or 0)
+
     def subscriber_counts(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()

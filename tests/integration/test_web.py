@@ -255,3 +255,30 @@ def test_metrics_for_a_local_scraper_or_the_operator_token_only(site: tuple[App,
         server.shutdown()
         server.server_close()
     assert _label('a "b"\\\nc') == 'a \\"b\\"\\\\\\nc'
+
+
+def test_addresses_never_confirmed_are_forgotten(site: tuple[App, str]) -> None:
+    app, _base = site
+    old = NOW - timedelta(days=10)
+
+    def confirmation(sub_id: int, at: object) -> None:
+        app.repo.close_window(
+            subscriber_id=sub_id,
+            window_key=f"confirm:{at}",
+            kind="confirm",
+            message_id=f"<{sub_id}-{at}@t>",
+            subject="Confirm your keynews subscription",
+            raw=b"raw",
+            match_ids=[],
+            now=at,  # type: ignore[arg-type]
+        )
+
+    stale = app.repo.add_subscriber("stale@example.com", ["KC"], now=old, status="pending")
+    confirmation(stale, old)
+    asked_again = app.repo.add_subscriber("again@example.com", ["KC"], now=old, status="pending")
+    confirmation(asked_again, old)
+    confirmation(asked_again, NOW)  # a fresh link: not forgotten while it is valid
+    app.repo.add_subscriber("kept@example.com", ["KC"], now=old)  # active long ago: never touched
+    assert app.repo.drop_unconfirmed(NOW - timedelta(days=7)) == 1
+    assert sorted(s.email for s in app.repo.subscribers()) == ["again@example.com", "kept@example.com"]
+    assert {r.subscriber_id for r in app.repo.outbox_rows()} == {asked_again}  # its mail went with it
