@@ -54,7 +54,7 @@ class _ItemCtx:
         self.th: dict[int, int] = {}  # phrase id -> start in collapsed title
         self.sh: dict[int, int] = {}
         # Regexes that may match the collapsed title / summary / lead (their literals were seen):
-        # id -> UTF-8 byte span of the first match, (-1, -1) for none, _TODO until a tree asks.
+        # id -> UTF-8 byte span of the first match, (-1, -1) for none, _NOT_RUN until a tree asks.
         self.trx: dict[int, tuple[int, int]] = _NO_RX
         self.srx: dict[int, tuple[int, int]] = _NO_RX
         self.lc = ""  # the lead (a prefix of sc), filled only when some rule reads it
@@ -67,7 +67,7 @@ class _ItemCtx:
 
 _NO_HITS: dict[int, int] = {}  # shared, never written
 _NO_RX: dict[int, tuple[int, int]] = {}  # shared, never written
-_TODO = (-2, -2)  # a regex not run yet (compared by identity)
+_NOT_RUN = (-2, -2)  # a regex not run yet (compared by identity)
 _MISS = (-1, -1)
 
 
@@ -80,7 +80,7 @@ def _has(x: _ItemCtx, d: dict[int, tuple[int, int]], data: bytes, rids: tuple[in
     for rid in rids:
         span = d.get(rid)
         if span is not None:
-            if span is _TODO:
+            if span is _NOT_RUN:
                 span = d[rid] = x.rx[rid].Match(_UNANCHORED, data, 0, len(data))[0]
             if span[0] >= 0:
                 return True
@@ -89,7 +89,7 @@ def _has(x: _ItemCtx, d: dict[int, tuple[int, int]], data: bytes, rids: tuple[in
 
 def _first_span(x: _ItemCtx, d: dict[int, tuple[int, int]], data: bytes, rid: int) -> tuple[int, int]:
     span = d.get(rid, _MISS)
-    if span is _TODO:
+    if span is _NOT_RUN:
         span = d[rid] = x.rx[rid].Match(_UNANCHORED, data, 0, len(data))[0]
     return span
 
@@ -407,7 +407,7 @@ class RuleSet:
                         one_set.setdefault(lid, []).append(rid)
                     else:
                         multi.setdefault(lid, []).append((rid, 1 << k))
-        # Per field ("h", "s", "l"), as ready-made {regex id: _TODO} dicts that a field's dict
+        # Per field ("h", "s", "l"), as ready-made {regex id: _NOT_RUN} dicts that a field's dict
         # of regexes to run is updated from: literal number -> the one-set regexes it lets
         # run; literal -> (regex, bit) of regexes with several sets; regexes without literals.
         self._rx_one: dict[str, list[dict[int, tuple[int, int]]]] = {}
@@ -417,14 +417,14 @@ class RuleSet:
         self._rx_all: dict[str, dict[int, tuple[int, int]]] = {}
         for where, able in capable.items():
             self._rx_one[where] = [
-                dict.fromkeys((r for r in one_set.get(lid, ()) if r in able), _TODO)
+                dict.fromkeys((r for r in one_set.get(lid, ()) if r in able), _NOT_RUN)
                 for lid in range(len(self._lit_ids))
             ]
             several = {lid: tuple(e for e in v if e[0] in able) for lid, v in multi.items()}
             self._rx_multi[where] = {lid: v for lid, v in several.items() if v}
             self._rx_lits[where] = {lid for lid, d in enumerate(self._rx_one[where]) if d} | set(self._rx_multi[where])
-            self._rx_always[where] = dict.fromkeys((r for r in always if r in able), _TODO)
-            self._rx_all[where] = dict.fromkeys(sorted(able), _TODO)
+            self._rx_always[where] = dict.fromkeys((r for r in always if r in able), _NOT_RUN)
+            self._rx_all[where] = dict.fromkeys(sorted(able), _NOT_RUN)
 
     def _build_automaton(self) -> None:
         """One automaton for the headline, one for the summary: each holds only its field's keys.
@@ -601,7 +601,7 @@ class RuleSet:
     def _potential(self, lits: list[int], where: str) -> dict[int, tuple[int, int]]:
         """Regexes of a field that may match (a string of each of their required sets was seen).
 
-        A fresh dict, each regex _TODO: its runs are written into it.
+        A fresh dict, each regex _NOT_RUN: its runs are written into it.
         """
         pot = dict(self._rx_always[where])
         if lits:
@@ -616,7 +616,7 @@ class RuleSet:
                     for rid, bit in multi.get(lid, ()):
                         bits = seen[rid] = seen.get(rid, 0) | bit
                         if bits == full[rid]:
-                            pot[rid] = _TODO
+                            pot[rid] = _NOT_RUN
         return pot
 
     def _candidates(self, x: _ItemCtx) -> list[int]:
