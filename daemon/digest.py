@@ -42,8 +42,8 @@ POOL_MIN = 200  # digests in one page before rendering moves to worker processes
 POOL_MAX = 4  # worker processes at most
 SPARE_CORES = 2  # cores left to this process and the sender (plus a local SMTP server) before workers
 WRITE_BATCH = 100  # closed windows per transaction
-SECTION_CACHE = 50_000  # built ticker sections kept in one run (bounded: memory stays flat)
 WRITE_BYTES = 8 * 1024 * 1024  # ... or fewer, so a run holds a bounded amount of rendered mail
+SECTION_CACHE = 50_000  # built ticker sections kept in one run (bounded: memory stays flat)
 
 
 def zone(name: str) -> ZoneInfo:
