@@ -66,6 +66,8 @@ class WebApp:
             return self._json(start_response, {"ok": True, "outbox": self.repo.outbox_counts()})
         if parts == ["metrics"]:
             return self._metrics(start_response, environ)
+        if parts == ["status"]:
+            return self._status(start_response, environ)
         if parts == ["subscribe"]:
             if method == "POST":
                 return self._subscribe(start_response, self._client(environ), self._form(environ))
@@ -203,12 +205,8 @@ class WebApp:
         Served to loopback clients (a scraper on this machine), or to whoever presents the
         operator token as a bearer token; anyone else gets 403.
         """
-        token = self.settings.operator_token
-        given = str(environ.get("HTTP_AUTHORIZATION", ""))
-        direct = str(environ.get("REMOTE_ADDR", "")) in ("127.0.0.1", "::1") and "HTTP_X_FORWARDED_FOR" not in environ
-        if not ((token and hmac.compare_digest(given, f"Bearer {token}")) or (not token and direct)):
-            start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            return [b"forbidden\n"]
+        if not self._operator(environ):
+            return self._forbidden(start_response)
         now = self.clock()
         lines: list[str] = []
 
@@ -252,6 +250,51 @@ class WebApp:
             [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+    def _status(self, start_response: StartResponse, environ: dict[str, Any]) -> Iterable[bytes]:
+        """The operator's page: mail, subscribers and source health at a glance (same access as /metrics)."""
+        if not self._operator(environ):
+            return self._forbidden(start_response)
+
+        def when(value: datetime | None) -> str:
+            return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+        sources = self.repo.list_sources()
+        return self._page(
+            start_response,
+            "200 OK",
+            "status",
+            title="keynews status",
+            now=when(self.clock()),
+            outbox=sorted(self.repo.outbox_counts().items()),
+            subscribers=sorted(self.repo.subscriber_counts().items()),
+            failing=sum(1 for x in sources if x.failures),
+            sources=[
+                {
+                    "id": x.id,
+                    "status": x.last_status if x.last_status is not None else "",
+                    "failures": x.failures,
+                    "last_ok": when(x.last_ok_at),
+                    "next_due": when(x.next_due_at),
+                    "items": x.items_total,
+                    "error": (x.last_error or "")[:300],
+                }
+                for x in sources
+            ],
+        )
+
+    def _operator(self, environ: dict[str, Any]) -> bool:
+        """Operator pages answer a client on this machine (not forwarded), or the operator token's bearer."""
+        token = self.settings.operator_token
+        if token:
+            return hmac.compare_digest(str(environ.get("HTTP_AUTHORIZATION", "")), f"Bearer {token}")
+        local = str(environ.get("REMOTE_ADDR", "")) in ("127.0.0.1", "::1")
+        return local and "HTTP_X_FORWARDED_FOR" not in environ
+
+    @staticmethod
+    def _forbidden(start_response: StartResponse) -> Iterable[bytes]:
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"forbidden\n"]
 
     def _subscribe_page(self, start_response: StartResponse, status: str) -> Iterable[bytes]:
         return self._page(

@@ -282,3 +282,32 @@ def test_addresses_never_confirmed_are_forgotten(site: tuple[App, str]) -> None:
     assert app.repo.drop_unconfirmed(NOW - timedelta(days=7)) == 1
     assert sorted(s.email for s in app.repo.subscribers()) == ["again@example.com", "kept@example.com"]
     assert {r.subscriber_id for r in app.repo.outbox_rows()} == {asked_again}  # its mail went with it
+
+
+def test_status_page_shows_health_to_the_operator_only(site: tuple[App, str]) -> None:
+    from daemon.store.tables import Source
+
+    app, base = site
+    app.repo.add_subscriber("hal@example.com", ["KC"], now=NOW - timedelta(days=1))
+    with app.repo.session() as s:
+        s.add(
+            Source(
+                id="wire",
+                spec_id="wire",
+                url="https://wire.example.com/feed.xml",
+                next_due_at=NOW,
+                failures=2,
+                last_status=500,
+                last_error="HTTP 500 <script>alert(1)</script>",
+            )
+        )
+        s.commit()
+    status, page = _call(f"{base}/status")
+    assert status == 200
+    assert "Sources (1, 1 failing)" in page and "<td>wire</td><td>500</td><td>2</td>" in page
+    assert "&lt;script&gt;" in page and "<script>" not in page  # feed-side text stays text
+    assert "active: <strong>1</strong>" in page and "hal@example.com" not in page
+    req = urllib.request.Request(f"{base}/status", headers={"X-Forwarded-For": "203.0.113.5"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 403
