@@ -16,7 +16,7 @@ from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
-from daemon.mailmsg import build_message_bytes, make_message_id
+from daemon.mailmsg import build_message_bytes, make_message_id, sender_domain
 from daemon.models import (
     CATEGORY_LABELS,
     Digest,
@@ -341,7 +341,7 @@ class DigestService:
         self.builder = DigestBuilder(settings, repo, watchlist)
         self.renderer = renderer or Renderer(settings.templates_dir)
         self.parallel = renderer is None  # workers build their own Renderer: only the default one
-        self.domain = settings.mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
+        self.domain = sender_domain(settings.mail_from)
 
     def close_due(self, now: datetime, *, force_window: str | None = None) -> CloseReport:
         """Alerts first, then digests whose window is due (or every digest, under `force_window`).

@@ -107,6 +107,11 @@ def header_safe(value: str) -> str:
     return " ".join(_CONTROLS.sub(" ", value or "").split())
 
 
+def sender_domain(mail_from: str) -> str:
+    """The domain of the From address ("keynews <news@example.com>" -> example.com), for Message-IDs."""
+    return mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
+
+
 def make_message_id(domain: str, key: str) -> str:
     """Same key, same Message-ID: a retried send of one outbox row is recognisably the same mail."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]

@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
-from daemon.mailmsg import build_message_bytes, make_message_id
+from daemon.mailmsg import build_message_bytes, make_message_id, sender_domain
 from daemon.models import FREQUENCIES, Watchlist
 from daemon.render import Renderer
 from daemon.store.repo import Repo, SubscriberView, WindowClose, utcnow
@@ -83,13 +83,7 @@ class WebApp:
         if (len(parts) == 2 and parts[0] in ("unsubscribe", "preferences")) or leave:
             sub = self._subscriber(parts[1], parts[0])
             if sub is None:
-                return self._page(
-                    start_response,
-                    "400 Bad Request",
-                    "message",
-                    title="Link not valid",
-                    message="This link is not valid or has expired. Use the link in a recent keynews email.",
-                )
+                return self._invalid(start_response)
             form = self._form(environ) if method == "POST" else {}
             if leave and method == "POST":
                 return self._unsubscribe(start_response, method, sub, parts[1], form)
@@ -382,9 +376,8 @@ class WebApp:
         """Into the outbox like any mail: the sender (daemon or `keynews send`) delivers it."""
         token = sign(str(sub_id), self.secret, purpose="confirm", expires_at=now + CONFIRM_TTL)
         rendered = self.renderer.render_confirm(email, f"{self.settings.base_url.rstrip('/')}/confirm/{token}", tickers)
-        domain = self.settings.mail_from.rsplit("@", 1)[-1].strip(">").strip() or "localhost"
         key = f"confirm:{now.strftime('%Y%m%dT%H%M%S%f')}"
-        message_id = make_message_id(domain, f"{sub_id}:{key}")
+        message_id = make_message_id(sender_domain(self.settings.mail_from), f"{sub_id}:{key}")
         raw = build_message_bytes(
             rendered,
             to=email,
