@@ -4,7 +4,7 @@ Each size runs in a fresh child process over its own SQLite file (migrated with
 daemon.store.db.upgrade, seeded through Repo.store_item / Repo.add_subscriber / Repo.store_quotes):
 200 tickers with 1-3 stories each (some stories told by two wires, so "also reported by" is
 exercised), 60 daily bars per ticker, and every subscriber on 3-10 tickers so that their digest
-carries 5-20 stories. Seeding is not timed. Timed is daemon.sender.close_and_send, exactly as
+carries 5-20 stories. Seeding is not timed. Timed is daemon.mail.send.close_and_send, exactly as
 `keynews digest send` and the scheduler run it: DigestService.close_due (build, render, queue
 into the outbox) while a sender (for a run this big, a process of its own with
 settings.smtp_connections SMTP sessions) runs Sender.send_due (claim, send, mark sent) on
@@ -307,9 +307,9 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
     from sqlalchemy import select
 
     from daemon.config import Settings
-    from daemon.digest import CloseReport, DigestService
+    from daemon.mail.digest import CloseReport, DigestService
+    from daemon.mail.send import Sender, _envelope_from, close_and_send
     from daemon.models import Ticker, Watchlist
-    from daemon.sender import Sender, _envelope_from, close_and_send
     from daemon.store.db import make_engine, upgrade
     from daemon.store.repo import Repo
     from daemon.store.tables import Outbox, Subscriber
@@ -349,7 +349,7 @@ def run_size(subscribers: int, port: int, profile: bool, sequential: bool, out: 
                 t1, c1 = time.perf_counter(), _cpu()
                 report = sender.send_due()
             else:
-                # as the daemon does it (daemon.sender.close_and_send): the sender mails what
+                # as the daemon does it (daemon.mail.send.close_and_send): the sender mails what
                 # close_due queues while it renders the next pages
                 marks: list[tuple[float, float]] = []
 

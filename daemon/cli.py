@@ -93,7 +93,7 @@ def poll(
 ) -> None:
     """Poll every due source once and print what was stored and matched."""
     application = _load_app()
-    from daemon.pipeline import Pipeline, report_json
+    from daemon.ingest.pipeline import Pipeline, report_json
 
     now = utcnow()
     pipeline = Pipeline(application.settings, application.repo, application.watchlist, application.specs)
@@ -202,8 +202,8 @@ def digest_send(
 ) -> None:
     """Build and deliver digests: due ones, or every subscriber's with --now."""
     application = _load_app()
-    from daemon.digest import DigestService
-    from daemon.sender import Sender, close_and_send
+    from daemon.mail.digest import DigestService
+    from daemon.mail.send import Sender, close_and_send
 
     now = utcnow()
     service = DigestService(application.settings, application.repo, application.watchlist)
@@ -229,7 +229,7 @@ def digest_preview(
 ) -> None:
     """Render what this subscriber would get now, without sending or closing anything."""
     application = _load_app()
-    from daemon.digest import DigestService
+    from daemon.mail.digest import DigestService
 
     subs = application.repo.subscribers(email=subscriber)
     if not subs:
@@ -250,7 +250,7 @@ def digest_preview(
 def send() -> None:
     """Send whatever is queued in the outbox now (retries included)."""
     application = _load_app()
-    from daemon.sender import Sender
+    from daemon.mail.send import Sender
 
     report = Sender(application.settings, application.repo).send_due()
     print(f"sent {report.sent}, retrying {report.retried}, failed {report.failed}")
@@ -291,7 +291,7 @@ def db_prune(
 def sources_list() -> None:
     """Every source with its last status, failures and next poll."""
     application = _load_app()
-    from daemon.pipeline import Pipeline
+    from daemon.ingest.pipeline import Pipeline
 
     Pipeline(application.settings, application.repo, application.watchlist, application.specs).sync(utcnow())
     table = Table("source", "last status", "failures", "next due (UTC)", "items", "last error")

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Settings
-from daemon.deliver import FileTransport, message_file_stem
-from daemon.digest import DigestService
+from daemon.ingest.pipeline import Pipeline, bundled_samples_dir
+from daemon.mail.deliver import FileTransport, message_file_stem
+from daemon.mail.digest import DigestService
+from daemon.mail.send import Sender
 from daemon.models import SourceSpec, Ticker, Watchlist
-from daemon.pipeline import Pipeline, bundled_samples_dir
 from daemon.rules import load_rules
-from daemon.sender import Sender
 from daemon.store.db import make_engine, upgrade
 from daemon.store.repo import Repo, utcnow
 

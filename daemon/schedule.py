@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from daemon.digest import DigestService
-from daemon.pipeline import Pipeline
-from daemon.sender import Sender, close_and_send
+from daemon.ingest.pipeline import Pipeline
+from daemon.mail.digest import DigestService
+from daemon.mail.send import Sender, close_and_send
 from daemon.service import App
 from daemon.store.repo import utcnow
 

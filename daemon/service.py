@@ -16,13 +16,13 @@ from sqlalchemy import Engine
 
 from daemon.config import Settings
 from daemon.errors import RuleLoadError
+from daemon.ingest.tickers import load_watchlist
 from daemon.models import SourceSpec, Watchlist
 from daemon.rules import RuleSet, load_rules
 from daemon.rules.loader import rule_files
 from daemon.sources import load_sources
 from daemon.store.db import make_engine, upgrade
 from daemon.store.repo import Repo
-from daemon.tickers import load_watchlist
 
 log = logging.getLogger("keynews")
 

@@ -1,7 +1,7 @@
 """Price providers: where a quote comes from, and how its answer is read without trusting it.
 
 A provider does no I/O. It says which URL to fetch (`url_for`) and turns the bytes the pipeline
-fetched into clean `Quote`s (`parse`), because HTTP has one home (daemon.fetch) and a pure
+fetched into clean `Quote`s (`parse`), because HTTP has one home (daemon.ingest.fetch) and a pure
 parser can be tested on captured answers. Free quote sources fail in odd ways, all answered
 with HTTP 200: Stooq's daily quota ("Exceeded the daily hits limit"), "N/D" fields, "No data",
 an HTML page from a proxy or consent wall; Yahoo's `chart.error`, null bars, NaN. Every such

@@ -21,9 +21,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
-from daemon.mailmsg import build_message_bytes, make_message_id, sender_domain
+from daemon.mail.message import build_message_bytes, make_message_id, sender_domain
+from daemon.mail.render import Renderer
 from daemon.models import FREQUENCIES, Watchlist
-from daemon.render import Renderer
 from daemon.store.repo import Repo, SubscriberView, WindowClose, utcnow
 from daemon.tokens import TokenError, sign, verify
 

@@ -16,8 +16,8 @@ import pytest
 from smtpserver import SmtpSink
 
 from daemon.config import Settings
-from daemon.deliver import FileTransport, MaildirTransport, SmtpTransport, message_file_stem, open_transport
 from daemon.errors import DeliveryError
+from daemon.mail.deliver import FileTransport, MaildirTransport, SmtpTransport, message_file_stem, open_transport
 
 SENDER = "bounces@example.com"
 

@@ -12,9 +12,9 @@ import pytest
 from smtpserver import SmtpSink
 from workspace import NOW, make_workspace
 
-from daemon.digest import DigestService, due_window, in_quiet_hours
+from daemon.mail.digest import DigestService, due_window, in_quiet_hours
+from daemon.mail.send import Sender
 from daemon.models import Explanation, Item, Match, Severity
-from daemon.sender import Sender
 from daemon.service import App
 from daemon.store.repo import Repo
 

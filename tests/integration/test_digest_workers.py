@@ -21,10 +21,10 @@ from smtpserver import SmtpSink
 from sqlalchemy import text as sql
 from workspace import NOW, make_workspace
 
-import daemon.digest as digest_module
-from daemon.digest import DigestService
+import daemon.mail.digest as digest_module
+from daemon.mail.digest import DigestService
+from daemon.mail.send import Sender, close_and_send
 from daemon.models import Explanation, Item, Match, Severity
-from daemon.sender import Sender, close_and_send
 from daemon.service import App
 from daemon.store.repo import Repo
 
@@ -151,8 +151,8 @@ def test_a_big_backlog_hands_sending_to_a_process(
     """process=None: sending starts in a thread and moves to a process once HANDOFF_QUEUED mails wait."""
     import time
 
-    import daemon.sender as sender_module
-    from daemon.workers import Child
+    import daemon.mail.send as sender_module
+    from daemon.mail.workers import Child
 
     app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
     service = DigestService(app.settings, app.repo, app.watchlist)
@@ -224,11 +224,11 @@ def test_two_core_machine_renders_in_process(tmp_path: Path, monkeypatch: pytest
 def test_a_sender_process_that_dies_leaves_the_sending_to_this_one(
     tmp_path: Path, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import daemon.sender as sender_module
+    import daemon.mail.send as sender_module
 
     app = _app(tmp_path / "ws", smtp_host="127.0.0.1", smtp_port=smtp_sink.port, smtp_timeout=3.0)
     service = DigestService(app.settings, app.repo, app.watchlist)
-    monkeypatch.setattr(sender_module, "FOLLOWER", ("daemon.sender", "no_such_entry_point"))  # exits at once
+    monkeypatch.setattr(sender_module, "FOLLOWER", ("daemon.mail.send", "no_such_entry_point"))  # exits at once
     closed, report = close_and_send(
         lambda: service.close_due(NOW, force_window="manual:1"), Sender(app.settings, app.repo), process=True
     )

@@ -11,7 +11,7 @@ import pytest
 from feedserver import FeedServer
 
 from daemon.config import Settings
-from daemon.fetch import Fetcher, address_blocked, fetch_once
+from daemon.ingest.fetch import Fetcher, address_blocked, fetch_once
 from daemon.models import FetchResult
 
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
@@ -212,7 +212,7 @@ def test_fetch_once_sync(feed_server: FeedServer) -> None:
 
 def test_sec_rate_limit_spaces_requests() -> None:
     """sec.gov hosts share one limiter; at 20/s five calls span at least four intervals."""
-    from daemon.fetch import _RateLimit
+    from daemon.ingest.fetch import _RateLimit
 
     async def go() -> float:
         limit = _RateLimit(20.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 from feedserver import FeedServer
 from workspace import NOW, make_workspace, rss
 
-from daemon.pipeline import Pipeline
+from daemon.ingest.pipeline import Pipeline
 from daemon.service import App
 from daemon.store.tables import ItemRow, MatchRow
 
@@ -120,7 +120,7 @@ def test_a_source_that_recovers_is_healthy_again(tmp_path: Path, feed_server: Fe
 def test_same_story_from_two_sources_is_one_digest_entry_also_reported_by(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    from daemon.digest import DigestService
+    from daemon.mail.digest import DigestService
 
     wire_a = rss([("Acme Widgets to acquire Bolt Corp for $2 billion", "https://a.example.com/1", "Deal.")])
     wire_b = rss([("Acme Widgets to acquire Bolt Corp in $2 billion deal - Reuters", "https://b.example.com/9", "x")])

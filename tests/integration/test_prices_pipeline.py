@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from feedserver import FeedServer
 from workspace import NOW, TEST_RULES, make_workspace, rss
 
-from daemon.digest import DigestService
-from daemon.pipeline import Pipeline
+from daemon.ingest.pipeline import Pipeline
+from daemon.mail.digest import DigestService
 from daemon.prices.calendar import is_trading_day
 from daemon.service import App
 

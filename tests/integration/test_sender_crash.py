@@ -19,7 +19,7 @@ from smtpserver import SmtpSink
 from test_digest_delivery import seed
 from workspace import NOW, make_workspace, settings_env
 
-from daemon.digest import DigestService
+from daemon.mail.digest import DigestService
 from daemon.service import App
 
 SUBSCRIBERS = 50

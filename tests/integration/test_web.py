@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from workspace import NOW, make_workspace
 
-from daemon.digest import DigestBuilder
+from daemon.mail.digest import DigestBuilder
 from daemon.service import App
 from daemon.web.app import WebApp, serve
 
@@ -139,7 +139,7 @@ def _confirm_token(app: App, email_addr: str) -> tuple[str, bytes]:
 def test_subscribe_is_double_opt_in(site: tuple[App, str]) -> None:
     from urllib.parse import urlencode
 
-    from daemon.digest import DigestService
+    from daemon.mail.digest import DigestService
 
     app, base = site
     status, page = _call(f"{base}/subscribe")
@@ -153,7 +153,7 @@ def test_subscribe_is_double_opt_in(site: tuple[App, str]) -> None:
     assert sub.status == "pending" and sorted(sub.tickers) == ["ACME", "KC"] and sub.tz == "Europe/Paris"
     token, raw = _confirm_token(app, "carol@example.com")
     # the sender delivers it like any queued mail (here: the .eml outbox), while the address is pending
-    from daemon.sender import Sender
+    from daemon.mail.send import Sender
 
     assert Sender(app.settings, app.repo).send_due().sent == 1
     assert [p.read_bytes() for p in Path(app.settings.outbox_dir).glob("*.eml")] == [raw]

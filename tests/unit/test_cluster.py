@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from daemon.cluster import Clusterer, same_story, story_key
+from daemon.ingest.cluster import Clusterer, same_story, story_key
 from daemon.models import Item
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ import dkim
 import pytest
 from render_fixtures import NOW, huge_digest, sample_digest
 
-from daemon.mailmsg import (
+from daemon.mail.message import (
     POLICY,
     as_bytes,
     build_message,
@@ -29,7 +29,7 @@ from daemon.mailmsg import (
     header_safe,
     make_message_id,
 )
-from daemon.render import Rendered, Renderer
+from daemon.mail.render import Rendered, Renderer
 
 UNSUB = "https://keynews.example.com/unsubscribe/" + "Zm9vYmFy" * 20  # long, unbreakable
 

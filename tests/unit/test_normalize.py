@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import daemon
+from daemon.ingest.normalize import canonical_url, html_to_text, normalize, stable_uid, truncate
+from daemon.ingest.parse import parse_feed
 from daemon.models import RawEntry
-from daemon.normalize import canonical_url, html_to_text, normalize, stable_uid, truncate
-from daemon.parse import parse_feed
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SAMPLES = Path(daemon.__file__).resolve().parent / "samples" / "feeds"

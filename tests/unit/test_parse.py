@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import daemon
-from daemon.parse import parse_feed
+from daemon.ingest.parse import parse_feed
 
 FP = Path(__file__).resolve().parents[1] / "fixtures" / "feedparser"
 SAMPLES = Path(daemon.__file__).resolve().parent / "samples" / "feeds"

@@ -13,8 +13,8 @@ import jinja2
 import pytest
 from render_fixtures import NOW, huge_digest, sample_alert, sample_digest
 
+from daemon.mail.render import MAX_HTML_BYTES, Renderer, bundled_templates_dir, clean_text, safe_url, short_lines
 from daemon.models import Digest, TickerSection
-from daemon.render import MAX_HTML_BYTES, Renderer, bundled_templates_dir, clean_text, safe_url, short_lines
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("KEYNEWS_UPDATE_GOLDEN") == "1"
@@ -381,7 +381,7 @@ def test_threads_sharing_a_renderer_get_their_own_stories(monkeypatch: pytest.Mo
     import sys
     import threading
 
-    import daemon.render as render_module
+    import daemon.mail.render as render_module
 
     monkeypatch.setattr(render_module, "FRAGMENT_CACHE", 6)  # trims often, while other pages render
     old_interval = sys.getswitchinterval()

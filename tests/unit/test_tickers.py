@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ConfigError
+from daemon.ingest.tickers import TickerLinker, load_watchlist
 from daemon.models import Item, Ticker, Watchlist
-from daemon.tickers import TickerLinker, load_watchlist
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 WATCH = Watchlist(

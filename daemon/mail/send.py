@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from daemon.config import Settings
-from daemon.deliver import Transport, open_transport
 from daemon.errors import DeliveryError
-from daemon.mailmsg import dkim_sign
+from daemon.mail.deliver import Transport, open_transport
+from daemon.mail.message import dkim_sign
+from daemon.mail.workers import Child, child_pipes, recv_frame, send_frame
 from daemon.store.db import make_engine
 from daemon.store.repo import Repo
 from daemon.store.tables import Outbox
-from daemon.workers import Child, child_pipes, recv_frame, send_frame
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def close_and_send(close: Callable[[], T], sender: Sender, *, process: bool | No
     return closed, _merge(reports)
 
 
-FOLLOWER = ("daemon.sender", "follower_main")  # the sender process's entry point
+FOLLOWER = ("daemon.mail.send", "follower_main")  # the sender process's entry point
 
 
 def _start_follower(sender: Sender) -> Child:

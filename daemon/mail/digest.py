@@ -16,7 +16,9 @@ from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.config import Settings
-from daemon.mailmsg import build_message_bytes, make_message_id, sender_domain
+from daemon.mail.message import build_message_bytes, make_message_id, sender_domain
+from daemon.mail.render import Renderer
+from daemon.mail.workers import Child, child_pipes, recv_frame, send_frame
 from daemon.models import (
     CATEGORY_LABELS,
     Digest,
@@ -27,10 +29,8 @@ from daemon.models import (
     Watchlist,
 )
 from daemon.prices.events import move_since
-from daemon.render import Renderer
 from daemon.store.repo import Repo, StoredMatch, SubscriberView, WindowClose
 from daemon.tokens import sign
-from daemon.workers import Child, child_pipes, recv_frame, send_frame
 
 LOOKBACK = timedelta(days=14)
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)
@@ -516,7 +516,7 @@ def worker_main() -> None:
 
 class _Worker(Child):
     def __init__(self, settings: Settings, domain: str) -> None:
-        super().__init__("daemon.digest", "worker_main")
+        super().__init__("daemon.mail.digest", "worker_main")
         self.send((settings, domain))
 
     def receive(self) -> list[WindowClose]:

@@ -48,7 +48,7 @@ class Child:
     """`python -c "from <module> import <entry>; <entry>()"`, with this checkout importable."""
 
     def __init__(self, module: str, entry: str) -> None:
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"from {module} import {entry}; {entry}()"],

@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from daemon.cluster import Clusterer
 from daemon.config import Settings
-from daemon.fetch import Fetcher
+from daemon.ingest.cluster import Clusterer
+from daemon.ingest.fetch import Fetcher
+from daemon.ingest.normalize import normalize
+from daemon.ingest.parse import parse_feed
+from daemon.ingest.tickers import TickerLinker
 from daemon.models import FetchResult, Item, Match, SourceSpec, Watchlist
-from daemon.normalize import normalize
-from daemon.parse import parse_feed
 from daemon.prices.alerts import AlertBook, fire
 from daemon.prices.calendar import next_poll_at
 from daemon.prices.events import price_event
 from daemon.prices.providers import ProviderError, get_provider
 from daemon.rules import RuleSet
 from daemon.store.repo import Repo, source_key
-from daemon.tickers import TickerLinker
 
 MAX_BACKOFF = timedelta(hours=6)
 CLUSTER_LOOKBACK = timedelta(hours=48)
@@ -269,4 +269,4 @@ def report_json(report: PollReport) -> str:
 
 
 def bundled_samples_dir() -> Path:
-    return Path(__file__).with_name("samples")
+    return Path(__file__).resolve().parents[1] / "samples"
