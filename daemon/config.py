@@ -47,6 +47,7 @@ class Settings:
     per_host_concurrency: int = 4
     sec_rate_per_s: float = 10.0
     max_items_per_ticker: int = 8
+    max_age: str = "72h"  # default of each source's max_age: older stories first seen are backlog
     send_batch: int = 50
     outbox_keep_days: int = 30  # mail bytes of sent/failed rows are dropped after this (0: keep)
     send_lease_s: float = 300.0  # a row claimed by a sender that died is sent again after this

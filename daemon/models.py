@@ -106,6 +106,10 @@ class SourceSpec:
     provider: str | None = None  # prices only: yahoo | stooq | csv
     market_hours: str | None = None  # prices only: exchange calendar code, e.g. XNYS
     label: str = ""  # human name shown in digests ("SEC EDGAR", "GlobeNewswire")
+    # a story published longer ago than this when first seen is backlog: stored, never mailed
+    max_age: timedelta = timedelta(hours=72)
+    # allow_private covers the source's own address; its redirects may go private only with this
+    allow_private_redirects: bool = False
 
     @property
     def display(self) -> str:
@@ -123,6 +127,7 @@ class FetchResult:
     final_url: str = ""
     error: str | None = None
     elapsed_s: float = 0.0
+    retry_after: float | None = None  # seconds the server asked us to wait (429/503 Retry-After)
 
     @property
     def not_modified(self) -> bool:
@@ -147,6 +152,7 @@ class RawEntry:
     ticker_hints: tuple[str, ...] = ()  # tickers the feed itself tagged (sa:symbol, category)
     form: str | None = None  # SEC form type when the feed says so
     filing_items: tuple[str, ...] = ()  # 8-K item numbers, e.g. ("2.02", "9.01")
+    accession: str | None = None  # EDGAR accession number, 0001234567-26-000001
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +179,7 @@ class Item:
     tickers: tuple[str, ...] = ()
     ticker_hints: tuple[str, ...] = ()
     source_label: str = ""
+    accession: str | None = None  # EDGAR accession number of a filing
 
     @property
     def text(self) -> str:

@@ -20,7 +20,7 @@ from daemon.ingest.tickers import load_watchlist
 from daemon.models import SourceSpec, Watchlist
 from daemon.rules import RuleSet, load_rules
 from daemon.rules.loader import rule_files
-from daemon.sources import load_sources
+from daemon.sources import load_sources, parse_duration
 from daemon.store.db import make_engine, upgrade
 from daemon.store.repo import Repo
 
@@ -56,7 +56,9 @@ class App:
         rules_dir = settings.rules_dir
         rules = load_rules(rules_dir)
         watchlist = load_watchlist(rules_dir / "watchlist.yaml")
-        specs = load_sources(rules_dir / "sources.yaml", watchlist) if (rules_dir / "sources.yaml").exists() else []
+        sources_file = rules_dir / "sources.yaml"
+        max_age = parse_duration(settings.max_age, where="setting max_age: ")
+        specs = load_sources(sources_file, watchlist, default_max_age=max_age) if sources_file.exists() else []
         engine = make_engine(settings.database_url)
         if migrate:
             upgrade(engine)

@@ -26,6 +26,8 @@ _KNOWN_KEYS = {
     "market_hours",
     "label",
     "enabled",
+    "max_age",
+    "allow_private_redirects",
 }
 
 
@@ -52,7 +54,9 @@ def _find(node: yaml.Node, key: str, *, want_key: bool = False) -> yaml.Node | N
     return None
 
 
-def load_sources(path: Path, watchlist: Watchlist) -> list[SourceSpec]:
+def load_sources(
+    path: Path, watchlist: Watchlist, *, default_max_age: timedelta = timedelta(hours=72)
+) -> list[SourceSpec]:
     """Read sources.yaml; a per-ticker source becomes one spec per watched ticker that fits it.
 
     A template that names {cik} skips tickers without a CIK rather than failing: EDGAR has no
@@ -95,6 +99,8 @@ def load_sources(path: Path, watchlist: Watchlist) -> list[SourceSpec]:
             raise ConfigError(f"{where}kind must be feed or prices, not {kind!r}")
         every = parse_duration(raw.get("every", defaults.get("every", "10m")), where=where)
         jitter = parse_duration(raw.get("jitter", defaults.get("jitter", "30s")), where=where)
+        max_age = raw.get("max_age", defaults.get("max_age"))
+        max_age_td = default_max_age if max_age is None else parse_duration(max_age, where=where)
         url = str(raw.get("url") or "")
         if kind == "feed" and not url:
             raise ConfigError(f"{where}feed source {sid!r} needs a url")
@@ -106,6 +112,10 @@ def load_sources(path: Path, watchlist: Watchlist) -> list[SourceSpec]:
             "provider": raw.get("provider"),
             "market_hours": raw.get("market_hours"),
             "label": str(raw.get("label") or ""),
+            "max_age": max_age_td,
+            "allow_private_redirects": bool(
+                raw.get("allow_private_redirects", defaults.get("allow_private_redirects", False))
+            ),
         }
         if raw.get("per_ticker") or kind == "prices":
             for t in watchlist.tickers:

@@ -57,6 +57,7 @@ class Source(SQLModel, table=True):
     failures: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     items_total: int = 0
+    body_hash: str | None = None  # of the last body parsed: an unchanged body is not parsed again
 
 
 class ItemRow(SQLModel, table=True):
@@ -74,6 +75,15 @@ class ItemRow(SQLModel, table=True):
     cluster_id: str = Field(index=True)
     form: str | None = None
     filing_items: str = ""  # comma separated 8-K item numbers
+    accession: str | None = Field(default=None, index=True)
+    # published longer ago than the source's max_age when first seen: stored and matched, never mailed
+    backlog: bool = False
+    # filings read for what they say (ingest/filings): None = not a filing to read; pending | done | failed
+    enrich_state: str | None = Field(default=None, index=True)
+    enrich_attempts: int = 0
+    enrich_next_at: datetime | None = None
+    enrich_note: str | None = Field(default=None, sa_column=Column(Text))  # why it fell back, or what was used
+    feed_title: str | None = Field(default=None, sa_column=Column(Text))  # the feed's own title, kept when enriched
 
 
 class ItemTicker(SQLModel, table=True):
@@ -179,6 +189,22 @@ class OutboxMatch(SQLModel, table=True):
     match_id: int = Field(foreign_key="match.id", primary_key=True, ondelete="CASCADE")
     subscriber_id: int
     kind: str = "digest"
+
+
+class StorySent(SQLModel, table=True):
+    """A story (cluster) mailed to a subscriber: the unit of "each story once, ever".
+
+    Written in the transaction that closes the window carrying it. A later item of the same story
+    is mailed again only when its severity is higher than `severity` here (as an update).
+    """
+
+    __tablename__ = "story_sent"
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
+    cluster_id: str = Field(primary_key=True)
+    severity: int
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", ondelete="SET NULL")
+    kind: str = "digest"  # digest | alert
+    sent_at: datetime
 
 
 class Meta(SQLModel, table=True):
