@@ -65,6 +65,17 @@ class Severity(IntEnum):
         return self.name.lower()
 
 
+# Filings read for what they say (ingest/filings): stored "pending", then their press release or
+# primary document gives the story its headline. Amendments ("8-K/A") are read too.
+FILING_FORMS_READ: tuple[str, ...] = ("8-K", "6-K", "10-K", "10-Q", "20-F")
+# How long mail waits for a pending filing to be read before it goes out as the feed gave it.
+FILING_READ_HOLD = timedelta(minutes=30)
+
+
+def is_filing_to_read(form: str | None) -> bool:
+    return bool(form) and str(form).upper().removesuffix("/A") in FILING_FORMS_READ
+
+
 Frequency = Literal["immediate", "daily", "weekly"]
 FREQUENCIES: tuple[str, ...] = ("immediate", "daily", "weekly")
 
