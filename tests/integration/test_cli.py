@@ -93,7 +93,7 @@ def test_rules_backtest_over_stored_items(tmp_path: Path, feed_server: FeedServe
     assert lines[results_at].split()[0] == "1"
     assert "[KC] Kingsoft Cloud Reports Third Quarter 2026 Unaudited Financial Results" in lines[results_at + 1]
     assert any(line.split() == ["0", "deals"] for line in lines)
-    assert keynews(env, "db", "upgrade").stdout.strip() == "database at revision 0001"
+    assert keynews(env, "db", "upgrade").stdout.strip() == "database at revision 0002"
 
 
 GOOD_EXTRA_RULE = """rules:

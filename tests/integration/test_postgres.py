@@ -12,10 +12,12 @@ from sqlalchemy import text
 from workspace import NOW
 
 from daemon.models import Explanation, Item, Match, Severity
-from daemon.store.db import current_revision, make_engine, upgrade
+from daemon.store.db import current_revision, head_revision, make_engine, upgrade
 from daemon.store.repo import Repo
 
 URL = os.environ.get("KEYNEWS_TEST_DATABASE_URL", "")
+# one schema per test process: several checkouts may run the suite against one server at once
+SCHEMA = f"keynews_test_{os.getpid()}"
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not URL, reason="KEYNEWS_TEST_DATABASE_URL is not set (PostgreSQL tests need a server)"),
@@ -26,8 +28,8 @@ pytestmark = [
 def repo() -> Iterator[Repo]:
     engine = make_engine(URL)
     with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS keynews_test CASCADE"))
-        conn.execute(text("CREATE SCHEMA keynews_test"))
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
     engine.dispose()
     engine = make_engine(URL)
 
@@ -36,14 +38,18 @@ def repo() -> Iterator[Repo]:
     @event.listens_for(engine, "connect")
     def _schema(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
         cur = dbapi_conn.cursor()
-        cur.execute("SET search_path TO keynews_test")
+        cur.execute(f"SET search_path TO {SCHEMA}")
         cur.close()
         dbapi_conn.commit()
 
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     yield Repo(engine)
     engine.dispose()
+    cleanup = make_engine(URL)
+    with cleanup.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+    cleanup.dispose()
 
 
 def _item(i: int) -> Item:
