@@ -63,11 +63,16 @@ def test_dates_become_aware_utc() -> None:
     assert naive == datetime(2025, 2, 1, 10, 0, tzinfo=UTC) and naive.tzinfo is UTC
 
 
-def test_missing_and_future_dates_are_now() -> None:
+def test_missing_future_and_impossible_dates_are_the_time_first_seen() -> None:
     assert norm(title="t").published_at == NOW
     assert norm(title="t", published=NOW + timedelta(days=3)).published_at == NOW
-    soon = NOW + timedelta(hours=5)  # clock skew within a day is kept
-    assert norm(title="t", published=soon).published_at == soon
+    assert norm(title="t", published=NOW + timedelta(hours=5)).published_at == NOW  # a wrong zone, not news
+    skew = NOW + timedelta(minutes=10)  # a publisher's clock a few minutes fast is kept
+    assert norm(title="t", published=skew).published_at == skew
+    assert norm(title="t", published=NOW + timedelta(minutes=16)).published_at == NOW
+    assert norm(title="t", published=datetime(1970, 1, 1, tzinfo=UTC)).published_at == NOW  # epoch zero
+    old = datetime(2018, 6, 4, 13, 0, tzinfo=UTC)  # old news stays old: freshness decides, not normalize
+    assert norm(title="t", published=old).published_at == old
 
 
 def test_entry_without_title_or_link_is_dropped() -> None:

@@ -72,7 +72,7 @@ def test_exchange_tag_on_another_market_is_another_company() -> None:
 def test_names_and_aliases() -> None:
     assert link("Kingsoft Cloud to hold annual meeting") == ("KC",)
     assert link("KINGSOFT CLOUD HOLDINGS LIMITED files annual report") == ("KC",)
-    assert link("kingsoft   cloud posts revenue") == ("KC",)  # case- and whitespace-insensitive
+    assert link("Kingsoft   CLOUD posts revenue") == ("KC",)  # case- and whitespace-insensitive
     assert link("Microsoft's cloud grows") == ("MSFT",)
     assert link("Deal with Berkshire Hathaway closes") == ("BRK.B",)  # short form of "... Inc."
     assert link("ServiceNow beats") == ("NOW",)
