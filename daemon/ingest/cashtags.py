@@ -7,7 +7,7 @@ company a code names. Pure regular expressions, no watchlist knowledge.
 - Exchange prefix: "(NASDAQ: KC)", "(NYSE:IBM)", "NYSE: IBM", "Nasdaq: KC", "NYSE American: AMC",
   "HKEX: 3896", "(HKEX: 03896)". The exchange is matched in any case, the symbol only in capitals
   or digits, so "Nasdaq: now at a record" is not ServiceNow.
-- Parenthesised symbol: "Kingsoft Cloud (KC)", "ServiceNow (NOW)".
+- Parenthesised symbol: "Kingsoft Cloud (KC)", "ServiceNow (NOW)", the wires' "Apple <AAPL>".
 - Bare symbol: an upper-case word of one to five letters, not part of "KC-135" or "U.S.".
 - CIK: the company number in an EDGAR address (".../edgar/data/1795589/...", "?CIK=0001795589"),
   "CIK 1795589" in text, or the zero-padded "(0001795589)" of EDGAR's filing titles.
@@ -32,7 +32,7 @@ _EXCHANGE_TAG = re.compile(
     r"(?<![\w$])((?i:" + "|".join(_EXCHANGES_ANY_CASE) + r")|" + _EXCHANGES_CAPITALS + r")"
     r"\s*:\s*([A-Z][A-Z0-9]{0,5}(?:[.\-][A-Z0-9]{1,3})?|\d{1,6})\b"
 )
-_PAREN_SYMBOL = re.compile(r"\(\s*([A-Z]{1,5}(?:[.\-][A-Z]{1,2})?)\s*\)")
+_PAREN_SYMBOL = re.compile(r"[(<\[]\s*([A-Z]{1,5}(?:[.\-][A-Z]{1,2})?)\s*[)>\]]")
 _BARE_SYMBOL = re.compile(r"(?<![\w$.\-&/])([A-Z]{1,5})(?![\w\-&/]|\.[A-Za-z])")
 _EDGAR_HOST = re.compile(r"^https?://(?:www\.)?sec\.gov/", re.I)
 _EDGAR_DATA = re.compile(r"/edgar/data/0*(\d{1,10})(?:/|$)", re.I)
