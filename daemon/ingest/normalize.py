@@ -21,7 +21,7 @@ import nh3
 
 from daemon.ingest.publisher import split_publisher, summary_without_headline
 from daemon.ingest.symbols import feed_ticker_hints
-from daemon.ingest.text import clean_text
+from daemon.ingest.text import clean_text, drop_hidden
 from daemon.ingest.urls import canonical_url
 from daemon.models import Item, RawEntry
 
@@ -69,7 +69,7 @@ def html_to_text(fragment: str) -> str:
     """HTML fragment -> one line of plain text (scripts, styles and attributes dropped by nh3)."""
     if not fragment:
         return ""
-    spaced = _BLOCK_TAG.sub(" <", fragment)  # "a<br>b" must read "a b", not "ab"
+    spaced = _BLOCK_TAG.sub(" <", drop_hidden(fragment))  # "a<br>b" must read "a b", not "ab"
     text = nh3.clean(spaced, tags=set())
     return clean_text(html.unescape(text))
 
@@ -80,7 +80,7 @@ def clean_title(title: str) -> str:
     if not title:
         return ""
     if "<" in title:
-        title = nh3.clean(title, tags=set())
+        title = nh3.clean(drop_hidden(title), tags=set())
     return clean_text(html.unescape(title))
 
 

@@ -54,6 +54,12 @@ def _hidden_class() -> re.Pattern[str]:
 _HIDDEN = _hidden_class()
 
 
+def drop_hidden(text: str) -> str:
+    """Only the removal step of `clean_text`, for markup that is parsed afterwards (nh3 cannot
+    even encode a lone surrogate)."""
+    return _HIDDEN.sub("", text) if text else ""
+
+
 def clean_text(text: str) -> str:
     """One line of visible text: controls, bidi and invisible format characters gone, NFC."""
     if not text:
