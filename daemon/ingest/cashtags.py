@@ -16,6 +16,7 @@ company a code names. Pure regular expressions, no watchlist knowledge.
 from __future__ import annotations
 
 import re
+import string
 from urllib.parse import unquote
 
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,2})?)(?![\w])")
@@ -34,6 +35,8 @@ _EXCHANGE_TAG = re.compile(
 )
 _PAREN_SYMBOL = re.compile(r"[(<\[]\s*([A-Z]{1,5}(?:[.\-][A-Z]{1,2})?)\s*[)>\]]")
 _BARE_SYMBOL = re.compile(r"(?<![\w$.\-&/])([A-Z]{1,5})(?![\w\-&/]|\.[A-Za-z])")
+_CAPITALS = string.ascii_uppercase
+_SMALL = string.ascii_lowercase
 _EDGAR_HOST = re.compile(r"^https?://(?:www\.)?sec\.gov/", re.I)
 _EDGAR_DATA = re.compile(r"/edgar/data/0*(\d{1,10})(?:/|$)", re.I)
 _CIK_PARAM = re.compile(r"[?&]cik=0*(\d{1,10})(?:&|$)", re.I)
@@ -42,15 +45,21 @@ _CIK_PADDED = re.compile(r"\((000\d{7})\)")
 
 
 def cashtags(text: str) -> list[str]:
+    if "$" not in text:
+        return []
     return [m.group(1).upper() for m in _CASHTAG.finditer(text)]
 
 
 def exchange_tags(text: str) -> list[tuple[str, str]]:
     """(exchange as written, upper-cased; code) pairs."""
+    if ":" not in text:
+        return []
     return [(" ".join(m.group(1).upper().split()), m.group(2)) for m in _EXCHANGE_TAG.finditer(text)]
 
 
 def parenthesised_symbols(text: str) -> list[str]:
+    if "(" not in text and "<" not in text and "[" not in text:
+        return []
     return [m.group(1) for m in _PAREN_SYMBOL.finditer(text)]
 
 
@@ -63,8 +72,11 @@ def bare_symbols(text: str) -> list[str]:
 
 def ciks(text: str, *urls: str) -> set[str]:
     """EDGAR company numbers, zero-padded to ten digits as the watchlist stores them."""
-    found = {m.group(1) for m in _CIK_TEXT.finditer(text)}
-    found.update(m.group(1) for m in _CIK_PADDED.finditer(text))
+    found: set[str] = set()
+    if "(000" in text:
+        found.update(m.group(1) for m in _CIK_PADDED.finditer(text))
+    if "cik" in text.lower():
+        found.update(m.group(1) for m in _CIK_TEXT.finditer(text))
     for url in urls:
         if url and _EDGAR_HOST.match(url):
             address = unquote(url)
@@ -74,5 +86,9 @@ def ciks(text: str, *urls: str) -> set[str]:
 
 
 def shouting(text: str) -> bool:
-    letters = [c for c in text if c.isalpha() and c.isascii()]
-    return len(letters) >= 12 and sum(c.isupper() for c in letters) > 0.8 * len(letters)
+    """An ALL-CAPS text: more than 80% of at least 12 ASCII letters are capitals."""
+    capitals = sum(map(text.count, _CAPITALS))
+    if capitals < 10:
+        return False
+    letters = capitals + sum(map(text.count, _SMALL))
+    return letters >= 12 and capitals > 0.8 * letters

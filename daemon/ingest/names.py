@@ -130,26 +130,32 @@ def fold(text: str) -> str:
     return folded.strip()
 
 
+_SPACES = {code: " " for code in range(0x3100) if chr(code).isspace()}
+
+
 def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
     """Folded text and, for each folded character, its index in `text` (None: the same index).
 
-    White space runs become one space; each character is NFKC-normalised and case-folded on its
-    own, so offsets stay exact even where folding changes the length ("ß" -> "ss").
+    NFKC, case folding, and one space for any white space run. When that keeps the length (nearly
+    always: news text is single-spaced by normalize) the whole string is folded at once; otherwise
+    character by character, so offsets stay exact where folding changes the length ("ß" -> "ss").
     """
-    if text.isascii() and "  " not in text and not any(c in text for c in "\t\n\r\x0b\x0c"):
-        return text.lower(), None
+    if text.isascii():
+        folded = text.lower().translate(_SPACES)
+    else:
+        folded = unicodedata.normalize("NFKC", text).casefold().translate(_SPACES)
+    if len(folded) == len(text) and "  " not in folded:
+        return folded, None
     out: list[str] = []
     offsets: list[int] = []
     previous_space = False
     for index, ch in enumerate(text):
-        if ch.isspace():
-            if not previous_space:
-                out.append(" ")
-                offsets.append(index)
-            previous_space = True
-            continue
-        previous_space = False
         for piece in unicodedata.normalize("NFKC", ch).casefold():
+            if piece.isspace():
+                if previous_space:
+                    continue
+                piece = " "
+            previous_space = piece == " "
             out.append(piece)
             offsets.append(index)
     return "".join(out), offsets

@@ -69,9 +69,10 @@ def html_to_text(fragment: str) -> str:
     """HTML fragment -> one line of plain text (scripts, styles and attributes dropped by nh3)."""
     if not fragment:
         return ""
-    spaced = _BLOCK_TAG.sub(" <", drop_hidden(fragment))  # "a<br>b" must read "a b", not "ab"
-    text = nh3.clean(spaced, tags=set())
-    return clean_text(html.unescape(text))
+    if "<" in fragment:
+        spaced = _BLOCK_TAG.sub(" <", drop_hidden(fragment))  # "a<br>b" must read "a b", not "ab"
+        fragment = nh3.clean(spaced, tags=set())
+    return clean_text(html.unescape(fragment) if "&" in fragment else fragment)
 
 
 def clean_title(title: str) -> str:
@@ -123,7 +124,7 @@ def stable_uid(*, url: str, guid: str, source_id: str, title: str, summary: str)
     """
     if url:
         key = "link:" + url
-        if guid and canonical_url(guid) != url and guid != url:
+        if guid and guid != url and (guid[:4].lower() != "http" or canonical_url(guid) != url):
             key += "\x00guid:" + guid
     elif guid:
         key = "guid:" + source_id + "\x00" + guid

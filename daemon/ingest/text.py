@@ -57,14 +57,17 @@ _HIDDEN = _hidden_class()
 def drop_hidden(text: str) -> str:
     """Only the removal step of `clean_text`, for markup that is parsed afterwards (nh3 cannot
     even encode a lone surrogate)."""
-    return _HIDDEN.sub("", text) if text else ""
+    return text if text.isascii() or text.isprintable() else _HIDDEN.sub("", text)
 
 
 def clean_text(text: str) -> str:
     """One line of visible text: controls, bidi and invisible format characters gone, NFC."""
     if not text:
         return ""
-    text = _WS.sub(" ", _HIDDEN.sub("", text)).strip()
+    if text.isprintable():  # no controls, format characters or separators but " ": nothing to remove
+        text = (_WS.sub(" ", text) if "  " in text else text).strip()
+    else:
+        text = _WS.sub(" ", _HIDDEN.sub("", text)).strip()
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
     return text
