@@ -18,7 +18,11 @@ Three of the 30 items are weekly round-ups ("Stocks to watch next week", "Notabl
 Thursday's close") tagged with 65-113 companies that their one-line title does not name; the
 figures are printed with and without them.
 
-    .venv/bin/python bench/ticker_quality.py [--feed PATH] [--show] [--probe 40]
+`--speed` times linking over those Reuters texts (title + 600 characters) and prints items/s and
+the ratio against the linker as it was before the linking rules of docs/tickers.md (commit
+29b4c03, read with `git show`), on the same texts and watchlist, in the same run.
+
+    .venv/bin/python bench/ticker_quality.py [--feed PATH] [--show] [--probe 40] [--speed]
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import argparse
 import collections
 import json
 import random
+import subprocess
+import sys
 import time
+import types
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -104,6 +111,43 @@ def probe(linker: TickerLinker, names: dict[str, str], path: Path, sample: int) 
         print(f"  {symbol:6} {names[symbol][:28]:28} {_around(text, names[symbol])}")
 
 
+BASELINE_COMMIT = "29b4c03"
+
+
+def speed(linker: TickerLinker, watchlist: Watchlist, path: Path) -> None:
+    """Items/s of linking, and the ratio against the linker of BASELINE_COMMIT."""
+    items = []
+    with path.open(encoding="utf-8") as fh:
+        for raw in fh:
+            doc = json.loads(raw)
+            title, body = clean_text(doc.get("title", "").title()), clean_text(doc.get("body", ""))[:600]
+            items.append(Item(uid="", source_id="reuters", url="", title=title, summary=body, published_at=NOW))
+    rate = _rate(linker, items)
+    print(f"speed: linking {rate:,.0f} items/s ({len(items)} texts, watchlist {len(watchlist.tickers)})")
+    source = subprocess.run(
+        ["git", "show", f"{BASELINE_COMMIT}:daemon/ingest/tickers.py"], cwd=ROOT, capture_output=True, text=True
+    )
+    if source.returncode != 0:
+        print(f"speed: baseline {BASELINE_COMMIT} not in this checkout's history; no ratio")
+        return
+    baseline = types.ModuleType("baseline_tickers")
+    sys.modules[baseline.__name__] = baseline
+    exec(compile(source.stdout, f"{BASELINE_COMMIT}:daemon/ingest/tickers.py", "exec"), baseline.__dict__)
+    base_rate = _rate(baseline.TickerLinker(watchlist), items)
+    print(f"speed: baseline {BASELINE_COMMIT} {base_rate:,.0f} items/s; ratio_vs_baseline={rate / base_rate:.2f}")
+
+
+def _rate(linker: object, items: list[Item]) -> float:
+    link = linker.link  # type: ignore[attr-defined]
+    best = 0.0
+    for _ in range(3):  # best of three: the machine is shared
+        started = time.perf_counter()
+        for item in items:
+            link(item)
+        best = max(best, len(items) / (time.perf_counter() - started))
+    return best
+
+
 def _around(text: str, name: str) -> str:
     at = text.casefold().find(name.split()[-1 if name.startswith("The ") else 0][:5].casefold())
     return text[max(0, at - 50) : at + 90] if at >= 0 else text[:140]
@@ -114,6 +158,7 @@ def main() -> int:
     ap.add_argument("--feed", type=Path, default=SHARED_FEED if SHARED_FEED.exists() else PACKAGED_FEED)
     ap.add_argument("--show", action="store_true", help="print every item with what was found and missed")
     ap.add_argument("--probe", type=int, default=0, metavar="N", help="also link untagged Reuters texts, show N")
+    ap.add_argument("--speed", action="store_true", help="time linking on the Reuters texts against the baseline")
     args = ap.parse_args()
 
     feed = args.feed.read_bytes()
@@ -140,6 +185,8 @@ def main() -> int:
     print(line(f"all items ({len(pairs)})", *score(pairs)))
     if args.probe and REUTERS.exists():
         probe(linker, names, REUTERS, args.probe)
+    if args.speed and REUTERS.exists():
+        speed(linker, watchlist, REUTERS)
     return 0
 
 

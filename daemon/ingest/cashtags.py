@@ -40,7 +40,8 @@ _SMALL = string.ascii_lowercase
 _EDGAR_HOST = re.compile(r"^https?://(?:www\.)?sec\.gov/", re.I)
 _EDGAR_DATA = re.compile(r"/edgar/data/0*(\d{1,10})(?:/|$)", re.I)
 _CIK_PARAM = re.compile(r"[?&]cik=0*(\d{1,10})(?:&|$)", re.I)
-_CIK_TEXT = re.compile(r"\bCIK\s*(?:No\.?|number)?\s*[:#=]?\s*0*(\d{1,10})\b", re.I)
+# possessive quantifiers: a run of blanks is read once, never re-split between the \s*'s
+_CIK_TEXT = re.compile(r"\bCIK\s*+(?:No\.?|number)?\s*+[:#=]?\s*+0*+(\d{1,10})\b", re.I)
 _CIK_PADDED = re.compile(r"\((000\d{7})\)")
 
 
