@@ -1,7 +1,13 @@
-"""RawEntry -> Item: plain text, trusted UTC dates, canonical URL, stable uid. Pure, no I/O.
+"""RawEntry -> Item: plain visible text, trusted UTC dates, canonical URL, stable uid. Pure, no I/O.
 
 Feed text is untrusted (DESIGN.md §8): every HTML fragment goes through nh3 with no tags allowed,
-so what leaves this module is text that templates escape again, never markup.
+then `clean_text` removes controls, bidi overrides and invisible characters, so what leaves this
+module is one line of visible text that templates escape again, never markup.
+
+Dates (issue 9, freshness): every date is aware UTC. An undated item, one dated before feeds
+existed (epoch-zero bugs), or one dated more than FUTURE_SLACK ahead of the clock takes the time it
+was first seen (`now`): a wrong date must neither bury a new story as backlog nor pin an old one
+to the top of every digest. Clock skew within FUTURE_SLACK is kept as the feed gave it.
 """
 
 from __future__ import annotations
@@ -10,42 +16,22 @@ import hashlib
 import html
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nh3
 
+from daemon.ingest.publisher import split_publisher, summary_without_headline
+from daemon.ingest.symbols import feed_ticker_hints
+from daemon.ingest.text import clean_text, drop_hidden
+from daemon.ingest.urls import canonical_url
 from daemon.models import Item, RawEntry
 
-SUMMARY_MAX = 600
-FUTURE_SLACK = timedelta(days=1)
+__all__ = ["canonical_url", "clean_text", "clean_title", "html_to_text", "normalize", "stable_uid", "trusted_date"]
 
-# Query parameters that identify the click, not the document. Keeping them would give one story
-# several uids (one per campaign/feed it was seen in).
-_TRACKING_EXACT = frozenset(
-    {
-        "fbclid",
-        "gclid",
-        "dclid",
-        "gbraid",
-        "wbraid",
-        "msclkid",
-        "yclid",
-        "igshid",
-        "mc_cid",
-        "mc_eid",
-        "_hsenc",
-        "_hsmi",
-        "mkt_tok",
-        "ncid",
-        "cmpid",
-        "feedtype",  # Reuters: ?feedType=RSS&feedName=businessNews
-        "feedname",
-        "__twitter_impression",
-    }
-)
-_TRACKING_PREFIXES = ("utm_",)  # utm_source=feedburner&utm_medium=feed&utm_campaign=... (FeedBurner)
+SUMMARY_MAX = 600
+TITLE_MAX = 300  # a title is a mail subject and a line in a list, not an article
+FUTURE_SLACK = timedelta(minutes=15)
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # before any feed; such dates are parse errors
 _BLOCK_TAG = re.compile(r"<(?=/?(?:br|p|div|li|ul|ol|tr|td|th|h[1-6]|blockquote|table|section|article|pre|hr)\b)", re.I)
-_WS = re.compile(r"\s+")
 
 
 def normalize(entry: RawEntry, *, source_id: str, source_label: str, now: datetime) -> Item | None:
@@ -56,19 +42,26 @@ def normalize(entry: RawEntry, *, source_id: str, source_label: str, now: dateti
     if not title and not url:
         return None
     summary = truncate(html_to_text(entry.summary_html), SUMMARY_MAX)
-    guid = entry.guid.strip()
+    headline = split_publisher(title, url=url, summary=summary)
+    if headline.publisher:
+        title = headline.title
+        summary = summary_without_headline(summary, headline)
+        if headline.via_aggregator:
+            source_label = headline.publisher
+    guid = clean_text(entry.guid)
     return Item(
         uid=stable_uid(url=url, guid=guid, source_id=source_id, title=title, summary=summary),
         source_id=source_id,
         url=url,
-        title=title or truncate(summary, 120) or url,
+        title=truncate(title, TITLE_MAX) or truncate(summary, 120) or url,
         summary=summary,
         published_at=trusted_date(entry.published, now),
         guid=guid,
         form=entry.form,
         filing_items=entry.filing_items,
-        ticker_hints=entry.ticker_hints,
+        ticker_hints=feed_ticker_hints(entry.ticker_hints, entry.tags),
         source_label=source_label,
+        accession=entry.accession,
     )
 
 
@@ -76,18 +69,20 @@ def html_to_text(fragment: str) -> str:
     """HTML fragment -> one line of plain text (scripts, styles and attributes dropped by nh3)."""
     if not fragment:
         return ""
-    spaced = _BLOCK_TAG.sub(" <", fragment)  # "a<br>b" must read "a b", not "ab"
-    text = nh3.clean(spaced, tags=set())
-    return _WS.sub(" ", html.unescape(text)).strip()
+    if "<" in fragment:
+        spaced = _BLOCK_TAG.sub(" <", drop_hidden(fragment))  # "a<br>b" must read "a b", not "ab"
+        fragment = nh3.clean(spaced, tags=set())
+    return clean_text(html.unescape(fragment) if "&" in fragment else fragment)
 
 
 def clean_title(title: str) -> str:
-    """One line, no markup, entities decoded, CR/LF gone (titles end up in mail subjects)."""
+    """One line, no markup, entities decoded, CR/LF and hidden characters gone (titles end up in
+    mail subjects, where a line break would start a header)."""
     if not title:
         return ""
     if "<" in title:
-        title = nh3.clean(title, tags=set())
-    return _WS.sub(" ", html.unescape(title)).strip()
+        title = nh3.clean(drop_hidden(title), tags=set())
+    return clean_text(html.unescape(title))
 
 
 def truncate(text: str, limit: int) -> str:
@@ -102,56 +97,16 @@ def truncate(text: str, limit: int) -> str:
 
 
 def trusted_date(published: datetime | None, now: datetime) -> datetime:
-    """Aware UTC; a missing date, or one more than a day ahead (bad clocks, bad zones), is `now`."""
+    """Aware UTC; a missing date, one before 1990, or one ahead of `now` by more than FUTURE_SLACK
+    (bad clocks, wrong zones, scheduled posts) is `now`, the time first seen."""
     now = _utc(now)
     if published is None:
         return now
-    when = _utc(published)
-    return now if when > now + FUTURE_SLACK else when
-
-
-def canonical_url(link: str) -> str:
-    """Comparable form of a link; "" for anything but http(s).
-
-    Lowercases scheme and host, drops the default port, the fragment and tracking parameters.
-    Remaining parameters keep their order: reordering would be a guess about the server.
-    """
-    link = link.strip()
-    if not link:
-        return ""
     try:
-        parts = urlsplit(link)
-        port = parts.port
-    except ValueError:
-        return ""
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        return ""
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and not (scheme == "http" and port == 80) and not (scheme == "https" and port == 443):
-        host = f"{host}:{port}"
-    if parts.username or parts.password:
-        userinfo = parts.username or ""
-        if parts.password:
-            userinfo += ":" + parts.password
-        host = f"{userinfo}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        kept = [(k, v) for k, v in pairs if not _tracking(k, v)]
-        if len(kept) != len(pairs):
-            query = urlencode(kept, doseq=True)
-    return urlunsplit((scheme, host, parts.path or "/", query, ""))
-
-
-def _tracking(key: str, value: str) -> bool:
-    k = key.lower()
-    if k in _TRACKING_EXACT or k.startswith(_TRACKING_PREFIXES):
-        return True
-    # Seeking Alpha: ?source=feed_symbol_MSFT marks which feed was clicked, not the article
-    return k == "source" and value.startswith("feed_")
+        when = _utc(published)
+    except (OverflowError, ValueError):  # year 1 or 9999 shifted out of range by its offset
+        return now
+    return now if when > now + FUTURE_SLACK or when < EARLIEST else when
 
 
 def stable_uid(*, url: str, guid: str, source_id: str, title: str, summary: str) -> str:
@@ -169,7 +124,7 @@ def stable_uid(*, url: str, guid: str, source_id: str, title: str, summary: str)
     """
     if url:
         key = "link:" + url
-        if guid and canonical_url(guid) != url and guid != url:
+        if guid and guid != url and (guid[:4].lower() != "http" or canonical_url(guid) != url):
             key += "\x00guid:" + guid
     elif guid:
         key = "guid:" + source_id + "\x00" + guid

@@ -1,83 +1,62 @@
-"""Which watched companies an item is about. Pure: the watchlist is loaded once, then matched.
+"""Which watched companies an item is about. Pure: the watchlist is compiled once, then matched.
 
-Evidence, strongest first: tickers the feed tagged (ticker_hints), the per-ticker source the item
-came from, `$SYM` cashtags, exchange tags such as "(NASDAQ: KC)" or "HKEX: 3896", company names
-and aliases, and finally the bare symbol as an upper-case word. Short symbols are the classic
-false positive ("KC" in "KC-135", "IT", "ON"), so a bare symbol counts only when it has at least
-three letters and is not an ordinary English word; two-letter symbols need a stronger signal.
-
-Names and aliases go into one Aho-Corasick automaton (pyahocorasick), so linking costs one pass
-over the text however many companies are watched.
+Evidence, strongest first (docs/tickers.md has the rules with examples):
+1. the feed's own ticker tags (Item.ticker_hints: Seeking Alpha `sa:symbol`, wire categories
+   such as "NASDAQ:KC"), and the per-ticker source the item came from (an EDGAR company feed);
+2. an EDGAR CIK in the item's address or text, mapped through the watchlist's `cik`;
+3. `$SYM` cashtags and exchange prefixes ("(NASDAQ: KC)", "NYSE:IBM", "HKEX: 3896");
+4. company names and aliases (word-bounded, case-aware: daemon/ingest/names.py);
+5. the symbol written alone, "(AMC)" or "AMC": only for symbols of three or more letters that are
+   not ordinary words. An ambiguous symbol (A, KC, IT, NOW, ALL...) written alone counts only
+   when the company's name is in the same item, where the name already links it; it does confirm a
+   weak name ("Sea" + "SE").
+The item's title and summary are read; an ALL-CAPS headline offers no bare symbols, since every
+word in it looks like one.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from pathlib import Path
 from typing import Any
 
-import ahocorasick
 import yaml
 
 from daemon.errors import ConfigError
+from daemon.ingest.cashtags import bare_symbols, cashtags, ciks, exchange_tags, parenthesised_symbols
+from daemon.ingest.names import NameMatcher, name_forms
+from daemon.ingest.symbols import CODE, COMMON_WORDS, is_ambiguous_symbol
 from daemon.models import Item, Ticker, Watchlist
 
-_CODE = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,11}$")
-_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,5}(?:[.\-][A-Za-z]{1,2})?)(?![\w])")
-_EXCHANGE_TAG = re.compile(
-    r"\b(?:NASDAQ(?:\s?(?:GS|GM|CM))?|NYSE(?:\s(?:American|Arca|MKT))?|AMEX|OTC(?:QX|QB|\sMarkets)?|TSXV?|"
-    r"LSE|HKEX|SEHK|SSE|SZSE|ASX|Euronext|XETRA)\s*:\s*([A-Za-z0-9]{1,6}(?:[.\-][A-Za-z0-9]{1,3})?)\b",
-    re.IGNORECASE,
-)
-_PAREN_SYMBOL = re.compile(r"\(([A-Z]{3,5})\)")
-_BARE_SYMBOL = re.compile(r"(?<![\w$.\-])([A-Z]{3,5})(?![\w\-])")
+__all__ = ["COMMON_WORDS", "TickerLinker", "load_watchlist"]
 
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_CORPORATE_SUFFIXES = _words(
-    "inc inc. incorporated corp corp. corporation co co. company companies ltd ltd. limited plc llc l.l.c. "
-    "lp l.p. sa s.a. ag nv n.v. se holdings holding group"
-)
-# Tickers that are also everyday words or abbreviations seen in upper-case headlines.
-COMMON_WORDS = _words(
-    """
-    A AN AND ARE AS AT BE BIG BUY BY CAN CEO CFO COO CTO DAY DO EPS ETF EU FDA FOR FUN GDP GET GO
-    GOOD HAS HE HIS HOT IN IPO IS IT KEY LOW MAN MAY ME NEW NOT NOW NYSE OF OLD ON ONE OR OUR OUT
-    PER RUN SEC SEE SHE SO THE TO TOP TWO UK UP US USA USD WAS WELL WHO WHY YOU ALL ANY ARE BIG
-    CAR CAT DOW EAT EYE FAST FLY GAS HIT JOB LIFE LIVE LOVE MAIN NEXT OPEN PLAY REAL RIDE SAFE
-    SAVE SHOP SNOW TRUE VERY WORK ZONE AIR ART BAND BEST BOX CASH CORE DISH EDGE FAN FIVE FORM
-    FREE FUND GAIN GOLD HOME INFO JOBS KIDS LAND LOAN MIND MOVE NICE PEAK PLUS POST RATE RENT
-    RISE SALE SEED SITE STAR TECH TIME TRIP WASH WIN WORLD YEAR CEOS IPOS ESG API NASDAQ AMEX
-    OTC ADR ADS LLC INC LTD PLC CORP Q1 Q2 Q3 Q4 FY USA NFL NBA AI EV
-    """
-)
+_CODE = CODE
 
 
 class TickerLinker:
-    """Compiled once per watchlist; `link` is then a few regex scans per item."""
+    """Compiled once per watchlist; `link` is then a few regex scans and one automaton pass per item."""
 
     def __init__(self, watchlist: Watchlist) -> None:
         self.watchlist = watchlist
         self._symbols = frozenset(t.symbol for t in watchlist.tickers)
         self._exchange = {t.symbol: t.exchange.upper() for t in watchlist.tickers}
-        # code -> symbol: the symbol itself plus code-like aliases ("3896", "3896.HK", "BRK-B")
+        self._by_cik: dict[str, set[str]] = {}
+        # code -> symbols: the symbol itself plus code-like aliases ("3896", "3896.HK", "BRK-B")
         self._codes: dict[str, set[str]] = {}
-        names: dict[str, set[str]] = {}
+        names: dict[str, list[tuple[str, bool]]] = {}
         for t in watchlist.tickers:
             self._add_code(t.symbol, t.symbol)
+            if t.cik:
+                self._by_cik.setdefault(t.cik.zfill(10), set()).add(t.symbol)
             for alias in t.aliases:
                 if _CODE.match(alias):
                     self._add_code(alias, t.symbol)
                 else:
-                    names.setdefault(_fold(alias), set()).add(t.symbol)
-            for name in _name_forms(t.name):
-                names.setdefault(_fold(name), set()).add(t.symbol)
-        self._names = _NameMatcher(names)
-        self._bare_ok = frozenset(s for s in self._symbols if len(s) >= 3 and s.isalpha() and s not in COMMON_WORDS)
+                    names.setdefault(alias, []).append((t.symbol, False))
+            for form in name_forms(t.name):
+                names.setdefault(form.text, []).append((t.symbol, form.weak))
+        self._names = NameMatcher(names)
+        self._alone_ok = frozenset(s for s in self._symbols if s.isalpha() and not is_ambiguous_symbol(s))
 
     def _add_code(self, code: str, symbol: str) -> None:
         code = code.upper()
@@ -87,114 +66,52 @@ class TickerLinker:
             self._codes.setdefault(base, set()).add(symbol)
 
     def _by_code(self, code: str) -> set[str]:
-        return self._codes.get(code.upper(), set())
+        code = code.upper()
+        found = self._codes.get(code)
+        if found is None and code.isdigit():  # "(HKEX: 03896)" is 3896
+            found = self._codes.get(code.lstrip("0"))
+        return found or set()
 
     def link(self, item: Item, source_ticker: str | None = None) -> tuple[str, ...]:
         """Watched symbols this item is about, sorted and unique."""
+        if not self._symbols:
+            return ()
         found: set[str] = set()
         if source_ticker and source_ticker in self._symbols:
             found.add(source_ticker)
         for hint in item.ticker_hints:
             found |= self._by_code(hint)
-        text = f"{item.title}\n{item.summary}"
-        for m in _CASHTAG.finditer(text):
-            found |= self._by_code(m.group(1))
-        for m in _EXCHANGE_TAG.finditer(text):
-            exchange = m.group(0).split(":", 1)[0].split()[0].upper()
-            for symbol in self._by_code(m.group(1)):
-                listed = self._exchange.get(symbol, "")
-                # "(TSX: KC)" is another company's KC; an alias code ("3896") names its own market
-                if listed and m.group(1).upper() == symbol and exchange != listed.split()[0]:
-                    continue
-                found.add(symbol)
-        for m in _PAREN_SYMBOL.finditer(text):
-            if m.group(1) in self._symbols and len(m.group(1)) >= 3:
-                found.add(m.group(1))
-        found |= self._names.find(text)
-        if self._bare_ok:
-            for segment in (item.title, item.summary):
-                if _shouting(segment):
-                    continue  # in an ALL-CAPS headline every word looks like a ticker
-                for m in _BARE_SYMBOL.finditer(segment):
-                    if m.group(1) in self._bare_ok:
-                        found.add(m.group(1))
+        text = f"{item.title}\n{item.summary}" if item.summary else item.title
+        if self._by_cik:
+            for cik in ciks(text, item.url, item.guid):
+                found |= self._by_cik.get(cik, set())
+        for code in cashtags(text):
+            found |= self._by_code(code)
+        for exchange, code in exchange_tags(text):
+            found |= self._listed_on(exchange, code)
+        strong_names, weak_names = self._names.find(text)
+        found |= strong_names
+        written: set[str] = set()  # symbols written alone, "(KC)" or "KC"
+        for code in parenthesised_symbols(text):
+            written |= self._by_code(code) & self._symbols
+        for segment in (item.title, item.summary):
+            for code in bare_symbols(segment):
+                if code in self._symbols:
+                    written.add(code)
+        found |= written & self._alone_ok
+        found |= written & weak_names
         return tuple(sorted(found))
 
-
-def _fold(s: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
-
-
-def _name_forms(name: str) -> list[str]:
-    """The legal name and its short form: "Kingsoft Cloud Holdings Limited" -> "Kingsoft Cloud"."""
-    name = " ".join(name.split())
-    if not name:
-        return []
-    forms = [name]
-    words = name.replace(",", " ").split()
-    while len(words) > 1 and words[-1].lower() in _CORPORATE_SUFFIXES:
-        words.pop()
-    short = " ".join(words)
-    if short != name and len(short) >= 3:
-        forms.append(short)
-    return forms
-
-
-def _has_cjk(s: str) -> bool:
-    return any(
-        "\u3040" <= ch <= "\u30ff"
-        or "\u3400" <= ch <= "\u9fff"
-        or "\uac00" <= ch <= "\ud7af"
-        or "\uf900" <= ch <= "\ufaff"
-        for ch in s
-    )
-
-
-class _NameMatcher:
-    """All names and aliases in one Aho-Corasick automaton over case-folded text.
-
-    One pass per item whatever the watchlist size (a 5,000-name regex alternation managed ~150
-    items/s; the automaton is linear in the text). Latin names must sit on word boundaries;
-    CJK names have none, so any occurrence counts.
-    """
-
-    def __init__(self, names: dict[str, set[str]]) -> None:
-        self._automaton = ahocorasick.Automaton()
-        for name, symbols in names.items():
-            self._automaton.add_word(name, (len(name), _has_cjk(name), tuple(sorted(symbols))))
-        self._empty = not names
-        if not self._empty:
-            self._automaton.make_automaton()
-
-    def find(self, text: str) -> set[str]:
-        if self._empty:
-            return set()
-        folded = _fold(text)
-        last = len(folded) - 1
-        hits: list[tuple[int, int, tuple[str, ...]]] = []
-        for end, (length, cjk, symbols) in self._automaton.iter(folded):
-            start = end - length + 1
-            if not cjk and (
-                (start > 0 and _word_char(folded[start - 1])) or (end < last and _word_char(folded[end + 1]))
-            ):
+    def _listed_on(self, exchange: str, code: str) -> set[str]:
+        """Watched symbols for "EXCHANGE: CODE"; "(TSX: KC)" is another company's KC."""
+        out: set[str] = set()
+        for symbol in self._by_code(code):
+            listed = self._exchange.get(symbol, "")
+            # an alias code ("3896") names its own market; the symbol itself must be on its exchange
+            if listed and code.upper() == symbol and exchange.split()[0] != listed.split()[0]:
                 continue
-            hits.append((start, end, symbols))
-        # A name inside a longer matched name belongs to the longer one:
-        # "Apple" in "Apple Hospitality REIT" is not Apple Inc.
-        found: set[str] = set()
-        for start, end, symbols in hits:
-            if not any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in hits):
-                found.update(symbols)
-        return found
-
-
-def _word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-def _shouting(text: str) -> bool:
-    letters = [c for c in text if c.isalpha() and c.isascii()]
-    return len(letters) >= 12 and sum(c.isupper() for c in letters) > 0.8 * len(letters)
+            out.add(symbol)
+        return out
 
 
 # --- watchlist.yaml ------------------------------------------------------------------------

@@ -63,11 +63,16 @@ def test_dates_become_aware_utc() -> None:
     assert naive == datetime(2025, 2, 1, 10, 0, tzinfo=UTC) and naive.tzinfo is UTC
 
 
-def test_missing_and_future_dates_are_now() -> None:
+def test_missing_future_and_impossible_dates_are_the_time_first_seen() -> None:
     assert norm(title="t").published_at == NOW
     assert norm(title="t", published=NOW + timedelta(days=3)).published_at == NOW
-    soon = NOW + timedelta(hours=5)  # clock skew within a day is kept
-    assert norm(title="t", published=soon).published_at == soon
+    assert norm(title="t", published=NOW + timedelta(hours=5)).published_at == NOW  # a wrong zone, not news
+    skew = NOW + timedelta(minutes=10)  # a publisher's clock a few minutes fast is kept
+    assert norm(title="t", published=skew).published_at == skew
+    assert norm(title="t", published=NOW + timedelta(minutes=16)).published_at == NOW
+    assert norm(title="t", published=datetime(1970, 1, 1, tzinfo=UTC)).published_at == NOW  # epoch zero
+    old = datetime(2018, 6, 4, 13, 0, tzinfo=UTC)  # old news stays old: freshness decides, not normalize
+    assert norm(title="t", published=old).published_at == old
 
 
 def test_entry_without_title_or_link_is_dropped() -> None:
@@ -151,3 +156,113 @@ def test_real_feeds_normalize_cleanly() -> None:
             assert i.published_at.tzinfo is UTC and i.published_at <= NOW
             assert i.url.startswith("https://") or i.url.startswith("http://")
         assert len({i.uid for i in items if i}) == len(items), path.name
+
+
+# --- canonical URLs (issue 10) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("https://ex.com/a?ref_src=twsrc%5Etfw&id=3", "https://ex.com/a?id=3"),
+        ("https://ex.com/a?ref=rss", "https://ex.com/a"),
+        ("https://github.com/o/r/blob/x?ref=main", "https://github.com/o/r/blob/x?ref=main"),  # content, not tracking
+        ("https://ex.com/a?_hsenc=p2&_hsmi=9&yclid=1&igshid=2&ncid=3&CMPID=4&pk_campaign=5", "https://ex.com/a"),
+        ("https://ex.com/a?q=a+b&utm_source=x&page=%2F2", "https://ex.com/a?q=a+b&page=%2F2"),  # bytes kept
+        ("https://user:pw@Ex.com./a", "https://ex.com/a"),  # credentials and the root dot dropped
+        ("https://bank.example@evil.example/login", "https://evil.example/login"),
+        ("http://[2001:DB8::1]:8080/a", "http://[2001:db8::1]:8080/a"),
+        ("https://bücher.example/ä ö", "https://xn--bcher-kva.example/%C3%A4%20%C3%B6"),
+        ("https://ex.com/app#!/story/7", "https://ex.com/app#!/story/7"),  # a route, not a place on the page
+        ("https://ex.com/a\u202egpj.exe", "https://ex.com/a%E2%80%AEgpj.exe"),  # bidi override made visible
+        ("https://ex ample.com/", ""),
+        ("https://ex.com:99999/", ""),
+        ("http://[::1/", ""),
+    ],
+)
+def test_canonical_url_more(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+# --- aggregator titles -----------------------------------------------------------------------------
+
+GOOGLE_LINK = "https://news.google.com/rss/articles/CBMiK2h0dHBzOi8vd3d3LnJldXRlcnMuY29t?oc=5"
+
+
+def test_google_news_title_loses_its_publisher_which_becomes_the_source() -> None:
+    item = norm(
+        title="Kingsoft Cloud posts third-quarter revenue rise - Reuters",
+        link=GOOGLE_LINK,
+        summary_html='<a href="https://x">Kingsoft Cloud posts third-quarter revenue rise</a>&nbsp;&nbsp;'
+        '<font color="#6f6f6f">Reuters</font>',
+    )
+    assert item.title == "Kingsoft Cloud posts third-quarter revenue rise"
+    assert item.source_label == "Reuters"
+    assert item.summary == ""  # it only repeated the headline and the publisher
+
+
+def test_publisher_named_in_the_summary_marks_an_aggregated_item() -> None:
+    item = norm(
+        title="Apple to buy back $90 billion in stock | The Wall Street Journal",
+        link="https://aggregator.example/item/1",
+        summary_html="Apple to buy back $90 billion in stock <b>The Wall Street Journal</b>",
+    )
+    assert item.title == "Apple to buy back $90 billion in stock"
+    assert item.source_label == "The Wall Street Journal"
+
+
+def test_suffix_naming_the_sites_own_publisher_is_dropped_but_the_label_stays() -> None:
+    item = norm(title="Stocks close higher on rate hopes - MarketWatch", link="https://www.marketwatch.com/story/x")
+    assert item.title == "Stocks close higher on rate hopes" and item.source_label == "Src"
+    fool = norm(title="3 Dividend Stocks to Buy Now - The Motley Fool", link="https://www.fool.com/investing/x/")
+    assert fool.title == "3 Dividend Stocks to Buy Now"
+
+
+@pytest.mark.parametrize(
+    "title,link",
+    [
+        (
+            "Microsoft (MSFT) Q1 2018 Results - Earnings Call Transcript",
+            "https://seekingalpha.com/article/4117127-microsoft",
+        ),
+        ("Kingsoft Cloud - a turnaround story?", "https://blog.example/post"),
+        ("Q3 results - Kingsoft Cloud", "https://blog.example/post"),  # headline too short to be one
+    ],
+)
+def test_a_dash_without_evidence_of_a_publisher_stays(title: str, link: str) -> None:
+    item = norm(title=title, link=link)
+    assert item.title == title and item.source_label == "Src"
+
+
+# --- text hygiene (issue 13) -----------------------------------------------------------------------
+
+
+def test_bidi_and_invisible_characters_are_removed_from_titles_and_summaries() -> None:
+    item = norm(
+        title="Pay\u202eKC\u202c now\u200b \u2066isolated\u2069 \u200emark\u200f \u061c&#x202E;x\U000e0041",
+        summary_html="<p>Res\u00adults\ufeff beat\u2028next\u2029line\x85end\x07</p>",
+    )
+    assert item.title == "PayKC now isolated mark x"
+    assert item.summary == "Results beat next line end"
+
+
+def test_control_characters_and_line_breaks_never_survive_into_a_title() -> None:
+    item = norm(title="Breaking\r\nBcc: x@example.com\x00\x1b[31m\tred &#13;&#10;tail", link="https://x.com/")
+    assert item.title == "Breaking Bcc: x@example.com[31m red tail"
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in item.title)
+
+
+def test_long_titles_are_cut() -> None:
+    assert len(norm(title="word " * 200).title) <= 300
+
+
+# --- feed tags -------------------------------------------------------------------------------------
+
+
+def test_bare_categories_that_are_ordinary_words_are_not_ticker_tags() -> None:
+    item = norm(title="t", ticker_hints=("AI", "KC", "MSFT", "NOW"), tags=("AI", "NASDAQ:KC", "MSFT", "Technology"))
+    assert item.ticker_hints == ("KC", "MSFT", "NOW")  # NOW came from sa:symbol, not a category
+
+
+def test_accession_is_carried() -> None:
+    assert norm(title="8-K", accession="0001104659-24-012345").accession == "0001104659-24-012345"

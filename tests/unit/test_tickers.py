@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from daemon.ingest.tickers import TickerLinker, load_watchlist
 from daemon.models import Item, Ticker, Watchlist
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 WATCH = Watchlist(
     tickers=(
         Ticker("KC", "Kingsoft Cloud Holdings Limited", "NASDAQ", ("Kingsoft Cloud", "金山云", "3896.HK")),
@@ -72,7 +74,7 @@ def test_exchange_tag_on_another_market_is_another_company() -> None:
 def test_names_and_aliases() -> None:
     assert link("Kingsoft Cloud to hold annual meeting") == ("KC",)
     assert link("KINGSOFT CLOUD HOLDINGS LIMITED files annual report") == ("KC",)
-    assert link("kingsoft   cloud posts revenue") == ("KC",)  # case- and whitespace-insensitive
+    assert link("Kingsoft   CLOUD posts revenue") == ("KC",)  # case- and whitespace-insensitive
     assert link("Microsoft's cloud grows") == ("MSFT",)
     assert link("Deal with Berkshire Hathaway closes") == ("BRK.B",)  # short form of "... Inc."
     assert link("ServiceNow beats") == ("NOW",)
@@ -197,3 +199,137 @@ def test_bad_watchlist_reports_path_line_col(tmp_path: Path, text: str, where: s
 def test_missing_watchlist_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_watchlist(tmp_path / "nope.yaml")
+
+
+# --- one test per linking rule (docs/tickers.md) -------------------------------------------------
+
+RULES = TickerLinker(
+    Watchlist(
+        tickers=(
+            Ticker("KC", "Kingsoft Cloud Holdings Limited", "NASDAQ", ("Kingsoft Cloud", "3896.HK"), "0001795589"),
+            Ticker("AAPL", "Apple Inc.", "NASDAQ", cik="0000320193"),
+            Ticker("NOW", "ServiceNow, Inc.", "NYSE"),
+            Ticker("ALL", "The Allstate Corporation", "NYSE"),
+            Ticker("SE", "Sea Ltd", "NYSE"),
+            Ticker("AMZN", "Amazon.com, Inc.", "NASDAQ"),
+            Ticker("LLY", "Eli Lilly and Company", "NYSE"),
+            Ticker("GPS", "The Gap, Inc.", "NYSE"),
+            Ticker("ADDYY", "adidas AG ADR", "OTC"),
+        )
+    )
+)
+
+
+def linked(title: str, summary: str = "", *, url: str = "", hints: tuple[str, ...] = ()) -> tuple[str, ...]:
+    return RULES.link(
+        Item(uid="u", source_id="s", url=url, title=title, summary=summary, published_at=NOW, ticker_hints=hints)
+    )
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Traders pile into $KC after the print", ("KC",)),
+        ("$now and $ALL rally", ("ALL", "NOW")),  # a cashtag is evidence even for a word-like symbol
+        ("Cashtag at the end of a sentence: $AAPL.", ("AAPL",)),
+    ],
+)
+def test_cashtag_links(text: str, expected: tuple[str, ...]) -> None:
+    assert linked(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["Costs $5 a share", "Raises $5.2bn in bonds", "Beats by $0.12", "HK$3 per share", "US$20 note", "$5B deal"]
+)
+def test_money_is_not_a_cashtag(text: str) -> None:
+    assert linked(text) == ()
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Results announced (NASDAQ: KC)", ("KC",)),
+        ("Results announced (NYSE:NOW)", ("NOW",)),
+        ("NYSE:ALL shares fall", ("ALL",)),
+        ("Nasdaq: KC reports", ("KC",)),
+        ("Nasdaq Global Select Market: KC", ("KC",)),
+        ("Dual listing (HKEX: 3896)", ("KC",)),
+        ("Dual listing (HKEX: 03896)", ("KC",)),  # Hong Kong codes are often zero-padded
+        ("Stocks climb. Nasdaq: now at a record", ()),  # the symbol after the prefix must be in capitals
+        ("Kansas Co. (TSX: KC) drills", ()),  # another market's KC is another company
+    ],
+)
+def test_exchange_prefix_forms(text: str, expected: tuple[str, ...]) -> None:
+    assert linked(text) == expected
+
+
+def test_feed_tag_links_even_a_word_like_symbol() -> None:
+    assert linked("Notable earnings after the close", hints=("NOW", "ALL", "XYZ")) == ("ALL", "NOW")
+    assert linked("Market wrap", hints=("3896",)) == ("KC",)
+
+
+def test_cik_in_an_edgar_address_or_title() -> None:
+    filing = "https://www.sec.gov/Archives/edgar/data/1795589/000110465924012345/0001104659-24-012345-index.htm"
+    assert linked("6-K - Report of foreign issuer", url=filing) == ("KC",)
+    company = "https://www.sec.gov/cgi-bin/browse-edgar?action=getcompany&CIK=0000320193&type=8-K"
+    assert linked("8-K - Current report", url=company) == ("AAPL",)
+    assert linked("8-K - Kingsoft Cloud Holdings Ltd (0001795589) (Filer)") == ("KC",)
+    assert linked("8-K - Current report", url="https://www.sec.gov/Archives/edgar/data/999999/x.htm") == ()
+    # a number in some other site's address is not a CIK
+    assert linked("Photo gallery", url="https://example.com/edgar/data/1795589/") == ()
+
+
+def test_names_are_word_bounded_and_case_aware() -> None:
+    assert linked("Apple unveils a new phone") == ("AAPL",)
+    assert linked("APPLE SUPPLIERS RALLY") == ("AAPL",)
+    assert linked("Grandma's apple pie wins the fair") == ()  # a capitalised name needs a capital
+    assert linked("Applebee's opens in Ohio") == ()  # word boundary
+    assert linked("Pineapple prices soar") == ()
+    assert linked("Kingsoft Cloud to hold annual meeting") == ("KC",)
+    assert linked("new adidas trainers sell out") == ("ADDYY",)  # a lower-case name matches any case
+
+
+def test_short_forms_of_legal_names() -> None:
+    assert linked("Tribe sues Amazon over patents") == ("AMZN",)  # "Amazon.com, Inc." -> "Amazon"
+    assert linked("Eli Lilly drug approved") == ("LLY",)  # "Eli Lilly and Company" -> "Eli Lilly"
+    assert linked("Allstate raises premiums") == ("ALL",)  # "The Allstate Corporation" -> "Allstate"
+
+
+def test_weak_short_form_needs_the_symbol() -> None:
+    assert linked("Sea levels rise along the coast") == ()  # "Sea" from "Sea Ltd" is an ordinary word
+    assert linked("Gap widens between rich and poor") == ()
+    assert linked("Sea (SE) jumps on gaming revenue") == ("SE",)
+    assert linked("Sea Ltd posts record quarter") == ("SE",)  # the legal name itself is never weak
+
+
+def test_common_word_symbol_needs_evidence() -> None:
+    # written alone, a symbol that is a word or two letters is not evidence
+    assert linked("Markets NOW: stocks open higher") == ()
+    assert linked("ALL eyes on the Fed") == ()
+    assert linked("Chiefs win in KC again") == ()
+    assert linked("SE Asia demand slows") == ()
+    # with a cashtag, an exchange prefix, a feed tag or the company's name it counts
+    assert linked("$NOW jumps") == ("NOW",)
+    assert linked("ServiceNow (NOW) rises") == ("NOW",)
+    assert linked("Allstate (ALL) cuts guidance") == ("ALL",)
+    assert linked("KC slides", hints=("KC",)) == ("KC",)
+
+
+def test_seeking_alpha_feed_linked_from_text_alone() -> None:
+    """The real feed with its sa:symbol tags hidden: every link right, most named companies found."""
+    spec = importlib.util.spec_from_file_location("ticker_quality", BENCH / "ticker_quality.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    feed = bench.PACKAGED_FEED.read_bytes()
+    truth, names = bench.tagged(feed)
+    linker = TickerLinker(Watchlist(tickers=tuple(Ticker(s, n) for s, n in sorted(names.items()))))
+    items = bench.untagged_items(feed)
+    found = {i.title: set(linker.link(i)) for i in items}
+    pairs = [(found[i.title], set(t)) for i, t in zip(items, truth, strict=True)]
+    tp, fp, fn = bench.score([p for p in pairs if len(p[1]) <= bench.ROUNDUP_MIN_TAGS])
+    assert fp == 0
+    assert tp / (tp + fn) >= 0.6
+    assert found["Microsoft and Parexel announce life science tech cloud initiative"] == {"MSFT", "PRXL"}
+    assert found["Alibaba, Red Hat announce cloud partnership"] == {"BABA", "RHT"}
+    assert found["Native American tribe suing Microsoft, Amazon over patents it holds"] == {"AMZN", "MSFT"}
